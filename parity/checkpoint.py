@@ -1,0 +1,226 @@
+"""A checkpoint folder: its config, which framework weights it holds, and how
+each framework will be loaded (natively or converted).
+
+Everything here reads files only: no framework is imported, so bad input is
+found before any worker starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+
+# Weight files per framework, in the order transformers prefers them.
+WEIGHT_FILES = {
+    "pt": ("model.safetensors", "model.safetensors.index.json",
+           "pytorch_model.bin", "pytorch_model.bin.index.json"),
+    "tf": ("tf_model.h5", "tf_model.h5.index.json"),
+    "flax": ("flax_model.msgpack", "flax_model.msgpack.index.json"),
+}
+FINGERPRINT_SKIP = {".gitattributes", "README.md"}
+
+
+@dataclass
+class LoadPlan:
+    """How one framework gets its weights."""
+
+    framework: str
+    weights: str                 # file it reads (relative to the checkpoint)
+    converted_from: str | None   # None = native weights
+    via: str | None = None       # "pt" when TF <-> Flax goes through PyTorch weights
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: dict
+    weights: dict = field(default_factory=dict)   # framework -> first weights file present
+
+    @property
+    def model_type(self) -> str:
+        return self.config.get("model_type", "")
+
+    @classmethod
+    def open(cls, path: str) -> "Checkpoint":
+        p = Path(path)
+        if not p.exists() and _HUB_ID.match(str(path)):
+            p = _from_hub_cache(str(path)) or p
+        if not p.exists():
+            raise UsageError(f"checkpoint path {path} does not exist",
+                             "pass a local folder written by save_pretrained()")
+        if not p.is_dir():
+            raise UsageError(f"checkpoint path {path} is not a folder",
+                             "pass the folder that holds config.json, not a file inside it")
+        cfg_path = p / "config.json"
+        if not cfg_path.is_file():
+            raise UsageError(f"no config.json in {path}",
+                             "pass a folder written by save_pretrained() (it holds config.json and the weights)")
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UsageError(f"{cfg_path} is not valid JSON ({str(e).splitlines()[0]})",
+                             "rewrite it with config.save_pretrained()") from None
+        if not isinstance(config, dict) or not config.get("model_type"):
+            raise UsageError(f"{cfg_path} has no model_type",
+                             "rewrite it with config.save_pretrained(); model_type names the architecture")
+        from .tasks import known_model_types
+        if config["model_type"] not in known_model_types():
+            raise UsageError(f"{cfg_path} names model_type {config['model_type']!r}, which the installed "
+                             "transformers does not know",
+                             "fix model_type, or install the transformers version that wrote the checkpoint")
+        ckpt = cls(p, config)
+        for fw, names in WEIGHT_FILES.items():
+            for name in names:
+                if (p / name).is_file():
+                    ckpt.weights[fw] = name
+                    break
+        if not ckpt.weights:
+            wanted = ", ".join(n for names in WEIGHT_FILES.values() for n in names if not n.endswith(".json"))
+            raise UsageError(f"no weights file in {path}", f"the folder needs one of {wanted}")
+        return ckpt
+
+    def plan(self, frameworks, source: str) -> dict[str, LoadPlan]:
+        """Decide, per framework, which weights it loads and whether they are converted.
+
+        ``source='auto'``: native weights when present, else PyTorch weights,
+        else whatever the folder has. ``source=X``: every framework starts from
+        X's weights. TF <-> Flax has no direct path in transformers: it goes
+        through PyTorch weights (``via='pt'``).
+        """
+        if source != "auto" and source not in self.weights:
+            have = ", ".join(self.weights) or "none"
+            raise UsageError(f"--source {source} but {self.path} has no {source} weights "
+                             f"(it has: {have})", "pass --source auto or one of the weights it holds")
+        plans = {}
+        for fw in frameworks:
+            if source == "auto":
+                if fw in self.weights:
+                    src = fw
+                else:
+                    src = next(s for s in ("pt", "tf", "flax") if s in self.weights)
+            else:
+                src = source
+            via = "pt" if {fw, src} == {"tf", "flax"} else None
+            plans[fw] = LoadPlan(fw, self.weights[src], None if src == fw else src, via)
+        return plans
+
+    def verify_weights(self, plans: dict[str, LoadPlan]) -> None:
+        """Cheap structural checks of every weights file a plan reads (headers, sizes)."""
+        for name in sorted({p.weights for p in plans.values()}):
+            for f in self._weight_files(name):
+                problem = _weights_problem(f)
+                if problem:
+                    raise UsageError(f"weights file {f} is unreadable: {problem}",
+                                     "re-save the checkpoint with save_pretrained(), or pass --source "
+                                     "to load another framework's weights")
+
+    def _weight_files(self, name: str) -> list[Path]:
+        if not name.endswith(".index.json"):
+            return [self.path / name]
+        index = self.path / name
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise UsageError(f"weights index {index} is not a valid shard index",
+                             "re-save the checkpoint with save_pretrained()") from None
+        return [self.path / s for s in shards]
+
+    def fingerprint(self) -> dict:
+        """sha256 per file and one combined digest, so results name exactly what was tested."""
+        files = {}
+        total = hashlib.sha256()
+        for f in sorted(self.path.iterdir()):
+            if not f.is_file() or f.name in FINGERPRINT_SKIP or f.name.startswith("."):
+                continue
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            files[f.name] = {"sha256": h.hexdigest(), "bytes": f.stat().st_size}
+            total.update(f.name.encode() + b"\0" + h.hexdigest().encode())
+        return {"sha256": total.hexdigest(), "files": files}
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _from_hub_cache(repo_id: str) -> Path | None:
+    """Resolve a hub id through huggingface_hub (the cache when HF_HUB_OFFLINE=1)."""
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(repo_id))
+    except Exception:
+        return None
+
+
+def _weights_problem(f: Path) -> str | None:
+    """Return why a weights file cannot be read, or None when it looks sound."""
+    if not f.is_file():
+        return "file is missing"
+    size = f.stat().st_size
+    if size == 0:
+        return "file is empty"
+    with open(f, "rb") as fh:
+        head = fh.read(8)
+        if f.suffix == ".safetensors":
+            if len(head) < 8:
+                return "file is truncated"
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8 or n > 100_000_000:
+                return "not a safetensors file (bad header length)"
+            try:
+                header = json.loads(fh.read(n))
+            except ValueError:
+                return "not a safetensors file (header is not JSON)"
+            ends = [v["data_offsets"][1] for k, v in header.items()
+                    if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+            if ends and 8 + n + max(ends) > size:
+                return f"file is truncated ({size} bytes, header describes {8 + n + max(ends)})"
+            return None
+        if f.suffix == ".h5":
+            if head != b"\x89HDF\r\n\x1a\n":
+                return "not an HDF5 file"
+            try:
+                import h5py
+            except ImportError:
+                return None
+            try:
+                with h5py.File(f, "r"):
+                    pass
+            except OSError as e:
+                return str(e).splitlines()[0]
+            return None
+        if f.suffix == ".msgpack":
+            if not (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
+                return "not a msgpack file"
+            try:
+                import msgpack
+            except ImportError:
+                return None
+            fh.seek(0)
+            unpacker = msgpack.Unpacker(fh, raw=False, max_buffer_size=0)
+            try:
+                unpacker.skip()
+            except (msgpack.OutOfData, ValueError) as e:
+                return f"file is truncated or corrupt ({type(e).__name__})"
+            return None
+        if f.suffix == ".bin":
+            if head[:4] == b"PK\x03\x04":
+                import zipfile
+                try:
+                    with zipfile.ZipFile(f) as z:
+                        bad = z.testzip()
+                except zipfile.BadZipFile as e:
+                    return f"file is truncated or corrupt ({e})"
+                return f"corrupt member {bad}" if bad else None
+            if head[:1] == b"\x80":
+                return None  # legacy pickle format; torch's weights-only loader judges it
+            return "not a PyTorch checkpoint (neither zip nor pickle)"
+    return None
+

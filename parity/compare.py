@@ -1,0 +1,125 @@
+"""Element-wise verdicts per output and per framework pair.
+
+The rule is torch.testing's: ``|a - b| <= atol + rtol * |b|`` with the
+reference as ``b``. Padded positions are excluded from the verdict; NaN and
+Inf fail explicitly and are never zeroed.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from . import outputs as outnames
+
+
+def valid_mask(name: str, shape: tuple, attention_mask: np.ndarray | None) -> np.ndarray | None:
+    """Boolean mask of the positions that count, broadcastable to ``shape``.
+
+    Token-aligned outputs ``(batch, tokens, ...)`` drop padded tokens;
+    attention maps ``(batch, heads, query, key)`` drop padded queries and keys.
+    Outputs without a token axis (pooled, sequence logits) count everywhere.
+    """
+    if attention_mask is None:
+        return None
+    m = np.asarray(attention_mask).astype(bool)
+    if m.ndim != 2:
+        return None
+    b, t = m.shape
+    if outnames.group(name) == "attentions" and len(shape) == 4 and shape[0] == b \
+            and shape[2] == t and shape[3] == t:
+        full = m[:, None, :, None] & m[:, None, None, :]
+        return np.broadcast_to(full, shape)
+    if len(shape) >= 2 and shape[0] == b and shape[1] == t:
+        return np.broadcast_to(m.reshape((b, t) + (1,) * (len(shape) - 2)), shape)
+    return None
+
+
+def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
+                  valid: np.ndarray | None = None) -> dict:
+    """Compare one candidate tensor with its reference; return the metrics dict."""
+    a = np.asarray(actual)
+    b = np.asarray(expected)
+    result = {
+        "name": name, "shape": list(b.shape), "passed": False,
+        "atol": float(atol), "rtol": float(rtol),
+        "max_abs_diff": None, "max_rel_diff": None, "mean_abs_diff": None,
+        "cosine": None, "mismatched": 0, "total": 0, "mismatched_share": 0.0,
+        "worst_index": None, "required_atol": None,
+        "nonfinite": {"reference": 0, "candidate": 0}, "masked": valid is not None,
+        "error": None,
+    }
+    if a.shape != b.shape:
+        result["error"] = f"shape mismatch: candidate {list(a.shape)} vs reference {list(b.shape)}"
+        result["candidate_shape"] = list(a.shape)
+        return result
+    a = a.astype(np.float64, copy=False)
+    b = b.astype(np.float64, copy=False)
+    keep = np.ones(b.shape, bool) if valid is None else np.broadcast_to(valid, b.shape)
+    total = int(keep.sum())
+    result["total"] = total
+
+    fin_a, fin_b = np.isfinite(a), np.isfinite(b)
+    bad_a = keep & ~fin_a
+    bad_b = keep & ~fin_b
+    result["nonfinite"] = {"reference": int(bad_b.sum()), "candidate": int(bad_a.sum())}
+    both = keep & fin_a & fin_b
+
+    diff = np.where(both, np.abs(a - b), 0.0)
+    allowed = atol + rtol * np.abs(np.where(both, b, 0.0))
+    mismatch = (both & (diff > allowed)) | bad_a | bad_b
+    n_bad = int(mismatch.sum())
+    result["mismatched"] = n_bad
+    result["mismatched_share"] = (n_bad / total) if total else 0.0
+
+    if both.any():
+        flat = int(np.argmax(diff))
+        result["max_abs_diff"] = float(diff.flat[flat])
+        result["worst_index"] = [int(i) for i in np.unravel_index(flat, b.shape)]
+        result["mean_abs_diff"] = float(diff.sum() / both.sum())
+        absb = np.abs(b)
+        nz = both & (absb > 0)
+        result["max_rel_diff"] = float((diff[nz] / absb[nz]).max()) if nz.any() else 0.0
+        va, vb = a[both], b[both]
+        na, nb = float(np.linalg.norm(va)), float(np.linalg.norm(vb))
+        result["cosine"] = 1.0 if na == 0 and nb == 0 else (
+            float(np.dot(va, vb) / (na * nb)) if na and nb else 0.0)
+        if not (bad_a.any() or bad_b.any()):
+            # The smallest atol that passes at this rtol (None when NaN/Inf decide).
+            result["required_atol"] = float(max((diff - rtol * absb)[both].max(), 0.0))
+    elif total and not (bad_a.any() or bad_b.any()):
+        result["required_atol"] = 0.0
+    if total == 0:
+        result["required_atol"] = 0.0
+    if bad_a.any() or bad_b.any():
+        flat = int(np.argmax(bad_a | bad_b))
+        result["worst_index"] = [int(i) for i in np.unravel_index(flat, b.shape)]
+    result["passed"] = n_bad == 0
+    return result
+
+
+def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping,
+                 names: Iterable[str], *, tolerance, attention_mask=None,
+                 exclude_padding: bool = True) -> dict:
+    """Compare every named output of one pair, streaming one tensor at a time.
+
+    ``tolerance(name) -> (atol, rtol)``. Outputs present on one side only are
+    reported as failures (a missing tensor is never a silent pass).
+    """
+    rows = []
+    for name in names:
+        atol, rtol = tolerance(name)
+        if name not in ref_outputs or name not in cand_outputs:
+            side = reference if name not in ref_outputs else candidate
+            rows.append({"name": name, "shape": None, "passed": False, "atol": atol, "rtol": rtol,
+                         "error": f"output missing from {side}"})
+            continue
+        b = ref_outputs[name]
+        a = cand_outputs[name]
+        mask = valid_mask(name, np.shape(b), attention_mask) if exclude_padding else None
+        rows.append(compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask))
+        del a, b
+    first = next((r["name"] for r in rows if not r["passed"]), None)
+    return {"reference": reference, "candidate": candidate, "passed": first is None,
+            "first_divergence": first, "outputs": rows}

@@ -1,0 +1,122 @@
+"""CheckConfig: everything one `parity check` needs, validated once, up front.
+
+Tolerance policy: float32 defaults ``atol=1e-5, rtol=1e-5`` for every output.
+transformers' own PT/TF equivalence tests used 1e-5 max-abs on tiny models and
+its pt-to-tf converter 5e-5 on real ones; on the real all-MiniLM-L6-v2 the
+largest diff over non-padded positions is 5e-6 (PT vs TF and PT vs Flax), so
+1e-5 leaves a margin without hiding a real defect (a 1% weight change moves
+outputs by ~1e-2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+from .outputs import GROUPS
+
+FRAMEWORKS = ("pt", "tf", "flax")
+SOURCES = ("auto", "pt", "tf", "flax")
+DEVICES = ("auto", "cpu", "gpu")
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-5
+DEFAULT_MAX_LENGTH = 64
+FRAMEWORK_ALIASES = {"torch": "pt", "pytorch": "pt", "tensorflow": "tf", "jax": "flax"}
+
+
+def split_list(value) -> list[str]:
+    """Accept "a,b" or ["a", "b"]; strip blanks."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def _tolerance(name: str, value) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name} must be a number, got {value!r}",
+                         f"pass a non-negative float such as --{name} 1e-5") from None
+    if math.isnan(f) or math.isinf(f) or f < 0:
+        raise UsageError(f"--{name} must be a finite non-negative number, got {value!r}",
+                         f"pass a non-negative float such as --{name} 1e-5")
+    return f
+
+
+@dataclass
+class CheckConfig:
+    path: str
+    task: str | None = None
+    frameworks: list = field(default_factory=lambda: list(FRAMEWORKS))
+    reference: str = "pt"
+    source: str = "auto"
+    texts: list | None = None
+    texts_file: str | None = None
+    batch_size: int | None = None
+    max_length: int = DEFAULT_MAX_LENGTH
+    seed: int = 0
+    device: str = "auto"
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    outputs: list = field(default_factory=lambda: list(GROUPS))
+    report_dir: str | None = None
+    inline: bool = False
+
+    def validated(self) -> "CheckConfig":
+        """Normalise and check every field; raise UsageError on the first bad one."""
+        self.path = str(self.path)
+        fws = [FRAMEWORK_ALIASES.get(f.lower(), f.lower()) for f in split_list(self.frameworks)]
+        for f in fws:
+            if f not in FRAMEWORKS:
+                raise UsageError(f"unknown framework {f!r}", "--frameworks takes a comma list of pt, tf, flax")
+        if len(set(fws)) < 2:
+            raise UsageError("a parity check needs at least two frameworks",
+                             "pass --frameworks pt,tf,flax (or any two of them)")
+        self.frameworks = list(dict.fromkeys(fws))
+        self.reference = FRAMEWORK_ALIASES.get(str(self.reference).lower(), str(self.reference).lower())
+        if self.reference not in self.frameworks:
+            raise UsageError(f"reference {self.reference!r} is not among the frameworks {','.join(self.frameworks)}",
+                             "pass --reference with one of the --frameworks")
+        if self.source not in SOURCES:
+            raise UsageError(f"unknown source {self.source!r}", "--source takes auto, pt, tf or flax")
+        if self.device not in DEVICES:
+            raise UsageError(f"unknown device {self.device!r}", "--device takes auto, cpu or gpu")
+        self.atol = _tolerance("atol", self.atol)
+        self.rtol = _tolerance("rtol", self.rtol)
+        groups = split_list(self.outputs) or list(GROUPS)
+        for g in groups:
+            if g not in GROUPS:
+                raise UsageError(f"unknown output group {g!r}",
+                                 "--outputs takes a comma list of logits, hidden_states, attentions")
+        self.outputs = list(dict.fromkeys(groups))
+        for name in ("batch_size", "max_length", "seed"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                ivalue = int(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"--{name.replace('_', '-')} must be an integer, got {value!r}",
+                                 f"pass --{name.replace('_', '-')} N") from None
+            if ivalue < (0 if name == "seed" else 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'seed' else '>= 1'}, "
+                                 f"got {value}", f"pass --{name.replace('_', '-')} N")
+            setattr(self, name, ivalue)
+        if self.texts_file is not None:
+            p = Path(self.texts_file)
+            if not p.is_file():
+                raise UsageError(f"texts file {self.texts_file} does not exist",
+                                 "--texts-file takes a UTF-8 file with one text per line")
+        if self.texts is not None:
+            self.texts = [str(t) for t in self.texts]
+        return self
+
+    def tolerance(self, name: str) -> tuple[float, float]:
+        """(atol, rtol) for one output name (one policy for all outputs for now)."""
+        return self.atol, self.rtol
+
+    def to_dict(self) -> dict:
+        return asdict(self)

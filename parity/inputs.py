@@ -1,0 +1,140 @@
+"""Batch: the numpy arrays every framework receives, built once.
+
+Texts are tokenized with the checkpoint's own tokenizer (``padding=True,
+truncation=True``) and exactly the keys it returns are passed on: nothing
+such as token_type_ids is invented. Without a tokenizer, seeded random ids
+inside the vocabulary with a padded attention mask.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+# Varied on purpose: short and long (truncated at the default max length),
+# accents, CJK and emoji, and different lengths so that padding happens.
+DEFAULT_TEXTS = [
+    "Hello world.",
+    "The quick brown fox jumps over the lazy dog near the riverbank on a cold morning.",
+    "Unicode check: café, naïve, Zürich, 東京, and a few emoji 🤗🚀✨.",
+    "Short.",
+    "Parity testing compares one checkpoint across PyTorch, TensorFlow and Flax: the same tokens go in, "
+    "and logits, hidden states and attentions must agree within tolerance. This sentence is long on "
+    "purpose so that the tokenizer has to truncate it at the default maximum length of sixty-four "
+    "tokens, which exercises the truncation path of every tokenizer we meet.",
+    "Numbers like 3.14159, 2026-11-23 and $1,000,000 tokenize into many pieces.",
+]
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "spiece.model", "sentencepiece.bpe.model", "merges.txt")
+
+
+@dataclass
+class Batch:
+    arrays: dict                      # input name -> numpy array, passed unchanged to every framework
+    source: str                       # "tokenizer" or "random-ids"
+    seed: int
+    texts: list | None = None
+    tokenizer: str | None = None      # tokenizer class name when one was used
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def attention_mask(self) -> np.ndarray | None:
+        return self.arrays.get("attention_mask")
+
+    def describe(self) -> dict:
+        """JSON form for results.json: shapes and dtypes, the seed, the texts."""
+        return {
+            "source": self.source, "seed": self.seed, "texts": self.texts, "tokenizer": self.tokenizer,
+            "keys": list(self.arrays),
+            "shapes": {k: list(v.shape) for k, v in self.arrays.items()},
+            "dtypes": {k: str(v.dtype) for k, v in self.arrays.items()},
+            "padded_positions": int((self.attention_mask == 0).sum()) if self.attention_mask is not None else 0,
+        }
+
+    def save(self, path: Path) -> None:
+        """Write npz atomically (workers poll for the final name)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **self.arrays)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load_arrays(path: Path) -> dict:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+
+def read_texts(texts, texts_file) -> list[str]:
+    out = list(texts or [])
+    if texts_file:
+        try:
+            raw = Path(texts_file).read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"texts file {texts_file} is not UTF-8", "save it as UTF-8, one text per line") from None
+        except OSError as e:
+            raise UsageError(f"cannot read texts file {texts_file} ({e.strerror})",
+                             "--texts-file takes a readable UTF-8 file") from None
+        lines = [line for line in raw.splitlines() if line.strip()]
+        if not lines:
+            raise UsageError(f"texts file {texts_file} has no text", "put one text per line in it")
+        out.extend(lines)
+    return out
+
+
+def has_tokenizer(path: Path) -> bool:
+    return any((Path(path) / f).is_file() for f in TOKENIZER_FILES)
+
+
+def build(path, config: dict, *, texts=None, texts_file=None, batch_size=None,
+          max_length=64, seed=0) -> Batch:
+    """Build the one batch of a check."""
+    given = read_texts(texts, texts_file)
+    if has_tokenizer(path):
+        chosen = given or list(DEFAULT_TEXTS)
+        if batch_size:
+            chosen = [chosen[i % len(chosen)] for i in range(batch_size)]
+        return _tokenize(path, chosen, max_length, seed)
+    if given:
+        raise UsageError(f"{path} has no tokenizer, so --text / --texts-file cannot be used",
+                         "save the tokenizer into the checkpoint folder, or leave out --text to use seeded token ids")
+    return random_ids(config, batch_size or 4, max_length, seed)
+
+
+def _tokenize(path, texts, max_length, seed) -> Batch:
+    try:
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except Exception as e:  # tokenizer code raises anything from OSError to TypeError
+        raise UsageError(f"the tokenizer in {path} failed to load ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'})",
+                         "fix or remove the tokenizer files; without them parity uses seeded token ids") from None
+    if tok.pad_token is None:
+        # Decoder-only tokenizers often lack a pad token; padding needs one.
+        tok.pad_token = tok.eos_token or tok.unk_token
+    enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    arrays = {k: np.ascontiguousarray(v) for k, v in enc.items()}
+    return Batch(arrays, "tokenizer", seed, texts=list(texts), tokenizer=type(tok).__name__)
+
+
+def random_ids(config: dict, batch_size: int, length: int, seed: int) -> Batch:
+    """Seeded ids in [first non-special id, vocab) with a mask that pads later rows."""
+    vocab = int(config.get("vocab_size") or 0)
+    if vocab < 2:
+        raise UsageError("config has no usable vocab_size for random token ids",
+                         "save a tokenizer with the checkpoint")
+    rng = np.random.default_rng(seed)
+    low = min(5, vocab - 1)
+    ids = rng.integers(low, vocab, size=(batch_size, length), dtype=np.int64)
+    mask = np.ones((batch_size, length), dtype=np.int64)
+    pad = config.get("pad_token_id")
+    pad = 0 if pad is None else int(pad)
+    for row in range(1, batch_size):
+        keep = max(1, length - (row * length) // (2 * batch_size))
+        mask[row, keep:] = 0
+        ids[row, keep:] = pad
+    return Batch({"input_ids": ids, "attention_mask": mask}, "random-ids", seed)

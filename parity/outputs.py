@@ -1,0 +1,76 @@
+"""Flatten a ModelOutput into stable names, and order names as the model runs.
+
+``{"logits": arr, "hidden_states": (h0, h1, ...)}`` becomes
+``{"logits": arr, "hidden_states.0": h0, "hidden_states.1": h1}``; the same
+name means the same tensor in every framework.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+GROUPS = ("logits", "hidden_states", "attentions")
+
+_LAYERED = re.compile(r"^(?P<base>[a-z_]*?(hidden_states|attentions))\.(?P<idx>\d+)(?P<rest>.*)$")
+# Where a stack sits in the forward pass: encoders (and vision/text towers) run first.
+_STACK = {"": 0, "encoder_": 0, "vision_": 0, "text_": 1, "decoder_": 2, "cross_": 2}
+
+
+def flatten(output: Mapping[str, Any], to_numpy: Callable[[Any], np.ndarray] = np.asarray) -> dict:
+    """Turn a (possibly nested) ModelOutput into ``{name: float32 numpy array}``."""
+    flat: dict[str, np.ndarray] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{prefix}.{i}", v)
+        else:
+            arr = np.asarray(to_numpy(value))
+            if np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.float32:
+                arr = arr.astype(np.float32)
+            flat[prefix] = arr
+
+    for key, value in output.items():
+        walk(key, value)
+    return flat
+
+
+def group(name: str) -> str:
+    """Output group used by ``--outputs``: hidden_states, attentions or logits (head outputs)."""
+    base = name.split(".", 1)[0]
+    if base.endswith("hidden_states"):
+        return "hidden_states"
+    if base.endswith("attentions"):
+        return "attentions"
+    return "logits"
+
+
+def model_order(names) -> list[str]:
+    """Sort names in forward-pass order: embeddings, each layer, then the head outputs.
+
+    Layer N's attention map sits between hidden_states.N (its input) and
+    hidden_states.N+1 (its output), so the first failing name is where
+    the frameworks part.
+    """
+    names = list(names)
+
+    def key(item):
+        pos, name = item
+        m = _LAYERED.match(name)
+        if not m:
+            return (9, 0, 0, pos)
+        base = m.group("base")
+        prefix = base[: -len("hidden_states")] if base.endswith("hidden_states") else base[: -len("attentions")]
+        stack = _STACK.get(prefix, 5)
+        sub = 0 if base.endswith("hidden_states") else (2 if prefix == "cross_" else 1)
+        return (stack, int(m.group("idx")), sub, pos)
+
+    return [n for _, n in sorted(enumerate(names), key=key)]

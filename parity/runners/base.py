@@ -1,0 +1,105 @@
+"""Runner contract (after Polygraphy's runners): ``load()`` then ``run(arrays)``.
+
+Each public method wraps an ``_impl`` that a framework module fills in, and
+times it. Runner modules import their framework lazily, inside the methods,
+so ``parity`` itself stays framework-free.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class LoadSpec:
+    """What a worker needs to load one framework's model; JSON-serialisable."""
+
+    path: str
+    task: str
+    class_name: str
+    weights: str
+    converted_from: str | None = None
+    via: str | None = None
+    device: str = "auto"
+    output_hidden_states: bool = True
+    output_attentions: bool = True
+
+
+@dataclass
+class LoadReport:
+    """Which file was loaded and how, and what the loader said about the weights."""
+
+    class_name: str
+    weights: str
+    converted_from: str | None
+    via: str | None = None
+    device: str = "cpu"
+    missing: list = field(default_factory=list)
+    unexpected: list = field(default_factory=list)
+    mismatched: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Runner:
+    framework = ""
+    # Packages that must be importable for this runner to be available.
+    requires: tuple = ()
+
+    def __init__(self, spec: LoadSpec):
+        self.spec = spec
+        self.model = None
+        self.report: LoadReport | None = None
+        self.run_seconds = 0.0
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when the framework can be imported; else why not (without importing it)."""
+        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        return f"{', '.join(missing)} not installed" if missing else None
+
+    def load(self) -> LoadReport:
+        t0 = time.perf_counter()
+        self.report = self._load_impl()
+        self.report.seconds = time.perf_counter() - t0
+        return self.report
+
+    def run(self, arrays: dict) -> dict:
+        """Run the batch; return flattened float32 numpy outputs (see outputs.flatten)."""
+        t0 = time.perf_counter()
+        out = self._run_impl(arrays)
+        self.run_seconds = time.perf_counter() - t0
+        return out
+
+    def _load_impl(self) -> LoadReport:
+        raise NotImplementedError
+
+    def _run_impl(self, arrays: dict) -> dict:
+        raise NotImplementedError
+
+    def _report(self, device: str, info: dict | None) -> LoadReport:
+        info = info or {}
+        return LoadReport(
+            class_name=self.spec.class_name, weights=self.spec.weights,
+            converted_from=self.spec.converted_from, via=self.spec.via, device=device,
+            missing=sorted(_keyname(k) for k in info.get("missing_keys", [])),
+            unexpected=sorted(_keyname(k) for k in info.get("unexpected_keys", [])),
+            mismatched=sorted(_keyname(k[0]) if isinstance(k, (tuple, list)) else _keyname(k)
+                              for k in info.get("mismatched_keys", [])),
+        )
+
+
+def _keyname(key) -> str:
+    return "/".join(map(str, key)) if isinstance(key, (tuple, list)) else str(key)
+
+
+def pt_twin(class_name: str) -> str:
+    """TFBertModel / FlaxBertModel -> BertModel."""
+    for prefix in ("TF", "Flax"):
+        if class_name.startswith(prefix):
+            return class_name[len(prefix):]
+    return class_name

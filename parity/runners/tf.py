@@ -1,0 +1,58 @@
+"""TensorFlow runner: TFAutoModel classes (tf-keras), TF32 off, memory growth on."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import FrameworkError
+from ..outputs import flatten
+from . import bridge
+from .base import LoadReport, Runner
+
+
+class TFRunner(Runner):
+    framework = "tf"
+    requires = ("tensorflow", "tf_keras")
+
+    def _load_impl(self) -> LoadReport:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers' TF classes need Keras 2
+        import tensorflow as tf
+        import transformers
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if self.spec.device == "cpu" and gpus:
+            tf.config.set_visible_devices([], "GPU")
+            gpus = []
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        if self.spec.device == "gpu" and not gpus:
+            raise FrameworkError("--device gpu but TensorFlow sees no GPU", "pass --device auto or cpu")
+        self.device = "/GPU:0" if gpus else "/CPU:0"
+
+        cls = getattr(transformers, self.spec.class_name)
+        path, tmp = self.spec.path, None
+        kwargs = {"output_loading_info": True}
+        if self.spec.converted_from == "flax":
+            tmp = bridge.via_pytorch(path, self.spec.class_name, "flax")
+            path, kwargs["from_pt"] = str(tmp), True
+        elif self.spec.converted_from == "pt":
+            kwargs["from_pt"] = True
+        else:
+            # Native: read tf_model.h5, never model.safetensors (safetensors 0.8 breaks that path).
+            kwargs["use_safetensors"] = False
+        try:
+            with tf.device(self.device):
+                model, info = cls.from_pretrained(path, **kwargs)
+        finally:
+            bridge.cleanup(tmp)
+        self.model = model
+        return self._report("gpu:0" if gpus else "cpu", info)
+
+    def _run_impl(self, arrays: dict) -> dict:
+        import tensorflow as tf
+
+        with tf.device(self.device):
+            out = self.model(dict(arrays), output_hidden_states=self.spec.output_hidden_states,
+                             output_attentions=self.spec.output_attentions, return_dict=True, training=False)
+        return flatten(dict(out.items()), lambda t: t.numpy())
