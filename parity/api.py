@@ -45,7 +45,7 @@ def run_check(cfg: CheckConfig) -> Results:
     for fw in cfg.frameworks:
         entry = {"status": None, "error": None, "class_name": classes[fw], "weights": None,
                  "converted_from": None, "via": None, "device": None,
-                 "load": {"missing": [], "unexpected": [], "mismatched": []}, "seconds": {}}
+                 "load": {"missing": [], "unexpected": [], "mismatched": [], "notes": []}, "seconds": {}}
         fw_results[fw] = entry
         if not classes[fw]:
             entry["status"] = "unsupported"
@@ -78,7 +78,7 @@ def run_check(cfg: CheckConfig) -> Results:
                 entry["traceback"] = run.traceback
             if run.load:
                 entry["device"] = run.load["device"]
-                entry["load"] = {k: run.load[k] for k in ("missing", "unexpected", "mismatched")}
+                entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
         comparisons = _compare_all(cfg, runs, batch)
         for run in runs.values():
             if hasattr(run.outputs, "close"):

@@ -53,6 +53,8 @@ def render(results: dict, *, verbose: bool = False) -> str:
             if load_info.get(key):
                 lines.append(f"  {'':<9} {key} weights: {', '.join(load_info[key][:6])}"
                              + (" ..." if len(load_info[key]) > 6 else ""))
+        for note in load_info.get("notes", []):
+            lines.append(f"  {'':<9} note: {note}")
     for comp in results["comparisons"]:
         rows = comp["outputs"]
         ok = sum(r["passed"] for r in rows)

@@ -7,7 +7,10 @@ so ``parity`` itself stays framework-free.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -39,6 +42,7 @@ class LoadReport:
     missing: list = field(default_factory=list)
     unexpected: list = field(default_factory=list)
     mismatched: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -103,3 +107,49 @@ def pt_twin(class_name: str) -> str:
         if class_name.startswith(prefix):
             return class_name[len(prefix):]
     return class_name
+
+
+_LOGGED_SETS = {
+    "unexpected_keys": re.compile(r"were not used when initializing[^:]*: ([\[{].*?[\]}])\n", re.S),
+    "missing_keys": re.compile(r"newly\s+initialized: ([\[{].*?[\]}])\n", re.S),
+}
+
+
+class LoadLogCapture(logging.Handler):
+    """Read missing / unexpected weights from transformers' load warnings.
+
+    Flax's from_pretrained and the Flax->PyTorch converter have no
+    output_loading_info; their warnings carry the same lists.
+    """
+
+    def __init__(self, *loggers: str):
+        super().__init__(logging.WARNING)
+        self.loggers = loggers
+        self.info = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+
+    def emit(self, record):
+        msg = record.getMessage()
+        for key, pattern in _LOGGED_SETS.items():
+            m = pattern.search(msg)
+            if m:
+                try:
+                    self.info[key] = sorted(ast.literal_eval(m.group(1)), key=str)
+                except (ValueError, SyntaxError):
+                    self.info[key] = [m.group(1)]
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        self._level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_warning()
+        for name in self.loggers:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging as hf_logging
+
+        for name in self.loggers:
+            logging.getLogger(name).removeHandler(self)
+        hf_logging.set_verbosity(self._level)
+        return False

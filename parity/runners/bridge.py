@@ -14,13 +14,13 @@ from pathlib import Path
 from .base import pt_twin
 
 
-def via_pytorch(path: str, class_name: str, source: str) -> Path:
+def via_pytorch(path: str, class_name: str, weights: str, source: str) -> Path:
     """Return a folder holding config + model.safetensors converted from ``source``."""
     import transformers
 
-    cls = getattr(transformers, pt_twin(class_name))
-    kwargs = {"from_tf": True} if source == "tf" else {"from_flax": True}
-    model = cls.from_pretrained(path, **kwargs)
+    from .torch import convert_to_pt
+
+    model, _, _ = convert_to_pt(getattr(transformers, pt_twin(class_name)), path, weights, source)
     out = Path(tempfile.mkdtemp(prefix="parity-bridge-"))
     model.save_pretrained(out, safe_serialization=True)
     return out

@@ -2,38 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-import logging
 import os
-import re
 
 from ..errors import FrameworkError
 from ..outputs import flatten
 from . import bridge
-from .base import LoadReport, Runner
-
-_SETS = {
-    "unexpected_keys": re.compile(r"were not used when initializing \w+: (\{.*?\})\n", re.S),
-    "missing_keys": re.compile(r"newly initialized: (\{.*?\})\n", re.S),
-}
-
-
-class _Capture(logging.Handler):
-    """Flax's from_pretrained has no output_loading_info: read its warnings instead."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.info = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
-
-    def emit(self, record):
-        msg = record.getMessage()
-        for key, pattern in _SETS.items():
-            m = pattern.search(msg)
-            if m:
-                try:
-                    self.info[key] = sorted(ast.literal_eval(m.group(1)))
-                except (ValueError, SyntaxError):
-                    self.info[key] = [m.group(1)]
+from .base import LoadLogCapture, LoadReport, Runner
 
 
 class FlaxRunner(Runner):
@@ -44,7 +18,6 @@ class FlaxRunner(Runner):
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         import jax
         import transformers
-        from transformers.utils import logging as hf_logging
 
         jax.config.update("jax_default_matmul_precision", "highest")
         if self.spec.device == "cpu":
@@ -58,23 +31,20 @@ class FlaxRunner(Runner):
         path, tmp = self.spec.path, None
         kwargs = {}
         if self.spec.converted_from == "tf":
-            tmp = bridge.via_pytorch(path, self.spec.class_name, "tf")
+            tmp = bridge.via_pytorch(path, self.spec.class_name, self.spec.weights, "tf")
             path, kwargs["from_pt"] = str(tmp), True
         elif self.spec.converted_from == "pt":
             kwargs["from_pt"] = True
-        capture = _Capture()
-        logger = logging.getLogger("transformers.modeling_flax_utils")
-        logger.addHandler(capture)
-        level = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_warning()
         try:
-            with jax.default_device(self.device):
+            with LoadLogCapture("transformers.modeling_flax_utils") as capture, jax.default_device(self.device):
                 self.model = cls.from_pretrained(path, **kwargs)
         finally:
-            logger.removeHandler(capture)
-            hf_logging.set_verbosity(level)
             bridge.cleanup(tmp)
-        return self._report(f"{platform}:{self.device.id}" if platform != "cpu" else "cpu", capture.info)
+        report = self._report(f"{platform}:{self.device.id}" if platform != "cpu" else "cpu", capture.info)
+        if tmp is not None:
+            report.notes.append(f"{self.spec.converted_from} weights converted to PyTorch weights first: "
+                                f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
+        return report
 
     def _run_impl(self, arrays: dict) -> dict:
         import jax

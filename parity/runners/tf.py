@@ -34,7 +34,7 @@ class TFRunner(Runner):
         path, tmp = self.spec.path, None
         kwargs = {"output_loading_info": True}
         if self.spec.converted_from == "flax":
-            tmp = bridge.via_pytorch(path, self.spec.class_name, "flax")
+            tmp = bridge.via_pytorch(path, self.spec.class_name, self.spec.weights, "flax")
             path, kwargs["from_pt"] = str(tmp), True
         elif self.spec.converted_from == "pt":
             kwargs["from_pt"] = True
@@ -47,7 +47,11 @@ class TFRunner(Runner):
         finally:
             bridge.cleanup(tmp)
         self.model = model
-        return self._report("gpu:0" if gpus else "cpu", info)
+        report = self._report("gpu:0" if gpus else "cpu", info)
+        if tmp is not None:
+            report.notes.append(f"{self.spec.converted_from} weights converted to PyTorch weights first: "
+                                f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
+        return report
 
     def _run_impl(self, arrays: dict) -> dict:
         import tensorflow as tf
