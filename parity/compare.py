@@ -14,6 +14,11 @@ import numpy as np
 from . import outputs as outnames
 
 
+# 2-D outputs with one value per token; every other 2-D output (pooled states,
+# sequence logits) is per sequence, even when its width happens to equal the length.
+TOKEN_LEVEL_2D = {"start_logits", "end_logits"}
+
+
 def valid_mask(name: str, shape: tuple, attention_mask: np.ndarray | None) -> np.ndarray | None:
     """Boolean mask of the positions that count, broadcastable to ``shape``.
 
@@ -31,7 +36,8 @@ def valid_mask(name: str, shape: tuple, attention_mask: np.ndarray | None) -> np
             and shape[2] == t and shape[3] == t:
         full = m[:, None, :, None] & m[:, None, None, :]
         return np.broadcast_to(full, shape)
-    if len(shape) >= 2 and shape[0] == b and shape[1] == t:
+    token_aligned = len(shape) >= 3 or name.split(".")[0] in TOKEN_LEVEL_2D
+    if token_aligned and len(shape) >= 2 and shape[0] == b and shape[1] == t:
         return np.broadcast_to(m.reshape((b, t) + (1,) * (len(shape) - 2)), shape)
     return None
 

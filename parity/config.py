@@ -68,6 +68,8 @@ class CheckConfig:
     def validated(self) -> "CheckConfig":
         """Normalise and check every field; raise UsageError on the first bad one."""
         self.path = str(self.path)
+        self.report_dir = None if self.report_dir is None else str(self.report_dir)
+        self.texts_file = None if self.texts_file is None else str(self.texts_file)
         fws = [FRAMEWORK_ALIASES.get(f.lower(), f.lower()) for f in split_list(self.frameworks)]
         for f in fws:
             if f not in FRAMEWORKS:
@@ -106,10 +108,12 @@ class CheckConfig:
                                  f"got {value}", f"pass --{name.replace('_', '-')} N")
             setattr(self, name, ivalue)
         if self.texts_file is not None:
-            p = Path(self.texts_file)
-            if not p.is_file():
+            if not Path(self.texts_file).is_file():
                 raise UsageError(f"texts file {self.texts_file} does not exist",
                                  "--texts-file takes a UTF-8 file with one text per line")
+            from .inputs import read_texts
+
+            read_texts(None, self.texts_file)  # fail now, before any worker starts
         if self.texts is not None:
             self.texts = [str(t) for t in self.texts]
         return self

@@ -1,0 +1,83 @@
+"""Shared fixtures: the tiny checkpoints (built once per machine), the real MiniLM, a CLI runner."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _build_key() -> str:
+    h = hashlib.sha256((ROOT / "fixtures" / "build.py").read_bytes())
+    return h.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Path:
+    """Folder of tiny checkpoints from fixtures/build.py, built once and reused (locked for xdist)."""
+    cache = ROOT / ".cache" / "fixtures"
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / _build_key()
+    with open(cache / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "DONE").exists():
+            tmp = target.with_name(target.name + ".partial")
+            subprocess.run([sys.executable, "-m", "fixtures.build", str(tmp)], cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            (tmp / "DONE").write_text("ok")
+            if target.exists():
+                import shutil
+                shutil.rmtree(target)
+            tmp.rename(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    from fixtures.minilm import path
+
+    return path()
+
+
+class CLIResult:
+    def __init__(self, proc: subprocess.CompletedProcess, report_dir: Path | None):
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+        self.report_dir = report_dir
+
+    @property
+    def results(self) -> dict:
+        return json.loads((self.report_dir / "results.json").read_text())
+
+    def comparison(self, candidate: str) -> dict:
+        return next(c for c in self.results["comparisons"] if c["candidate"] == candidate)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run `python -m parity ...` in a subprocess (the real CLI, fresh interpreter)."""
+
+    def run(*args, report: bool = True, timeout: int = 600) -> CLIResult:
+        argv = [str(a) for a in args]
+        report_dir = None
+        if report and argv and argv[0] == "check" and "--report-dir" not in argv:
+            report_dir = tmp_path / "report"
+            argv += ["--report-dir", str(report_dir)]
+        elif "--report-dir" in argv:
+            report_dir = Path(argv[argv.index("--report-dir") + 1])
+        proc = subprocess.run([sys.executable, "-m", "parity", *argv], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=timeout)
+        return CLIResult(proc, report_dir)
+
+    return run
