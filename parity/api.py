@@ -30,7 +30,8 @@ def check(path, **options) -> Results:
     return run_check(CheckConfig(path=str(path), **options).validated())
 
 
-def run_check(cfg: CheckConfig) -> Results:
+def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
+    """Run one check; ``batch`` replaces the built batch (replays, recorded inputs)."""
     t_start = time.perf_counter()
     ckpt = Checkpoint.open(cfg.path)
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
@@ -64,12 +65,18 @@ def run_check(cfg: CheckConfig) -> Results:
                              output_attentions="attentions" in cfg.outputs)
 
     def make_batch():
+        if batch is not None:
+            return batch
         return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
                             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
 
     fingerprint = ckpt.fingerprint()
+    # --explain: every framework runs the probes; PyTorch (when it runs) also the float64 oracle.
+    explain = {fw: {"float64": fw == "pt"} for fw in specs} if cfg.explain else None
+    diagnosis = None
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
-        batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline, device=cfg.device)
+        batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline, device=cfg.device,
+                              explain=explain)
         for fw, run in runs.items():
             entry = fw_results[fw]
             entry["status"], entry["error"] = run.status, run.error
@@ -80,9 +87,15 @@ def run_check(cfg: CheckConfig) -> Results:
                 entry["device"] = run.load["device"]
                 entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
         comparisons = _compare_all(cfg, runs, batch)
+        if cfg.explain:
+            from .diagnose import diagnose
+
+            diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
+                                 tolerance=cfg.tolerance, attention_mask=batch.attention_mask)
         for run in runs.values():
-            if hasattr(run.outputs, "close"):
-                run.outputs.close()
+            for arrays in (run.outputs, run.outputs64):
+                if hasattr(arrays, "close"):
+                    arrays.close()
 
     failed_fw = [fw for fw, e in fw_results.items() if e["status"] in ("error", "crashed", "unavailable")]
     if failed_fw:
@@ -99,10 +112,14 @@ def run_check(cfg: CheckConfig) -> Results:
         inputs=batch.describe(),
         environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
         config=cfg.to_dict(), frameworks=fw_results, comparisons=comparisons,
-        seconds={"total": time.perf_counter() - t_start},
+        seconds={"total": time.perf_counter() - t_start}, diagnosis=diagnosis,
     )
     if cfg.report_dir:
         results.save(Path(cfg.report_dir) / "results.json")
+    if cfg.save_replay:
+        from .replay import save
+
+        save(Path(cfg.save_replay), cfg, batch, results)
     return results
 
 

@@ -48,7 +48,19 @@ def _add_check(sub) -> None:
     p.add_argument("--report-dir", help="where results.json goes (default: reports/<checkpoint name>)")
     p.add_argument("--inline", action="store_true", help="run every framework in this process (debugging)")
     p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")
+    p.add_argument("--explain", action="store_true",
+                   help="diagnose: per-layer error growth, a float64 oracle, weights, input defaults, noise floor")
+    p.add_argument("--save-replay", metavar="DIR", help="write the exact batch, options and versions to DIR "
+                                                         "so that `parity replay DIR` reruns this case")
     p.set_defaults(func=_cmd_check)
+
+
+def _add_replay(sub) -> None:
+    p = sub.add_parser("replay", help="rerun a case saved with `parity check --save-replay DIR`")
+    p.add_argument("dir", help="folder written by --save-replay")
+    p.add_argument("--report-dir", help="where results.json goes (default: DIR/replayed)")
+    p.add_argument("--explain", action="store_true", help="add the diagnosis (see `parity check --explain`)")
+    p.set_defaults(func=_cmd_replay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,15 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _add_check(sub)
+    _add_replay(sub)
     return parser
 
 
 def _cmd_check(args) -> int:
     from .config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
 
-    if not args.inline:
-        for key, value in QUIET_PARENT_ENV.items():
-            os.environ.setdefault(key, value)
     report_dir = args.report_dir or str(Path("reports") / (Path(args.path).resolve().name or "checkpoint"))
     cfg = CheckConfig(
         path=args.path, task=args.task, frameworks=args.frameworks, reference=args.reference,
@@ -72,15 +82,34 @@ def _cmd_check(args) -> int:
         max_length=args.max_length, seed=args.seed, device=args.device,
         atol=DEFAULT_ATOL if args.atol is None else args.atol,
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
-        outputs=args.outputs, report_dir=report_dir, inline=args.inline,
+        outputs=args.outputs, report_dir=report_dir, inline=args.inline, explain=args.explain,
+        save_replay=args.save_replay,
     ).validated()
+    return _run_and_print(cfg, None, verbose=args.verbose)
+
+
+def _run_and_print(cfg, batch, *, verbose: bool) -> int:
     from .api import run_check
     from .report import console
 
-    results = run_check(cfg)
-    print(console.render(results.to_dict(), verbose=args.verbose))
-    print(f"results: {Path(report_dir) / 'results.json'}")
+    if not cfg.inline:
+        for key, value in QUIET_PARENT_ENV.items():
+            os.environ.setdefault(key, value)
+    results = run_check(cfg, batch)
+    print(console.render(results.to_dict(), verbose=verbose))
+    print(f"results: {Path(cfg.report_dir) / 'results.json'}")
+    if cfg.save_replay:
+        print(f"replay: parity replay {cfg.save_replay}")
     return results.exit_code
+
+
+def _cmd_replay(args) -> int:
+    from .replay import load
+
+    cfg, batch, meta = load(Path(args.dir))
+    cfg.report_dir = args.report_dir or str(Path(args.dir) / "replayed")
+    cfg.explain = cfg.explain or args.explain
+    return _run_and_print(cfg, batch, verbose=False)
 
 
 def main(argv=None) -> int:

@@ -102,7 +102,23 @@ def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
         flat = int(np.argmax(bad_a | bad_b))
         result["worst_index"] = [int(i) for i in np.unravel_index(flat, b.shape)]
     result["passed"] = n_bad == 0
+    if valid is not None:
+        result["padded"] = _padded_stats(a, b, ~keep)
     return result
+
+
+def _padded_stats(a: np.ndarray, b: np.ndarray, padded: np.ndarray) -> dict:
+    """Error on the excluded (padded) positions, reported apart from the verdict.
+
+    A large error here and none elsewhere is a padding artefact, not a bug.
+    """
+    n = int(padded.sum())
+    if not n:
+        return {"positions": 0, "max_abs_diff": None, "nonfinite": 0}
+    both = padded & np.isfinite(a) & np.isfinite(b)
+    diff = np.abs(a[both] - b[both])
+    return {"positions": n, "max_abs_diff": float(diff.max()) if diff.size else None,
+            "nonfinite": int(n - both.sum())}
 
 
 def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping,

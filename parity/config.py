@@ -64,12 +64,15 @@ class CheckConfig:
     outputs: list = field(default_factory=lambda: list(GROUPS))
     report_dir: str | None = None
     inline: bool = False
+    explain: bool = False
+    save_replay: str | None = None
 
     def validated(self) -> "CheckConfig":
         """Normalise and check every field; raise UsageError on the first bad one."""
         self.path = str(self.path)
         self.report_dir = None if self.report_dir is None else str(self.report_dir)
         self.texts_file = None if self.texts_file is None else str(self.texts_file)
+        self.save_replay = None if self.save_replay is None else str(self.save_replay)
         fws = [FRAMEWORK_ALIASES.get(f.lower(), f.lower()) for f in split_list(self.frameworks)]
         for f in fws:
             if f not in FRAMEWORKS:

@@ -37,6 +37,8 @@ class FrameworkRun:
     names: list = field(default_factory=list)
     outputs: Mapping | None = None  # name -> array (lazy npz in worker mode)
     traceback: str | None = None
+    explain: dict | None = None       # probes of --explain (see probes.py)
+    outputs64: Mapping | None = None  # float64 oracle outputs, when this framework ran them
 
 
 def child_env(device: str) -> dict:
@@ -68,14 +70,17 @@ def _last_line(log: Path) -> str:
 
 
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,
-            inline: bool = False, device: str = "auto") -> tuple[Batch, dict[str, FrameworkRun]]:
+            inline: bool = False, device: str = "auto", explain: dict | None = None
+            ) -> tuple[Batch, dict[str, FrameworkRun]]:
+    """``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes."""
+    explain = explain or {}
     if inline:
         batch = make_batch()
-        return batch, {fw: _inline(fw, spec, batch) for fw, spec in specs.items()}
-    return _in_workers(specs, make_batch, Path(workdir), device)
+        return batch, {fw: _inline(fw, spec, batch, explain.get(fw)) for fw, spec in specs.items()}
+    return _in_workers(specs, make_batch, Path(workdir), device, explain)
 
 
-def _inline(fw: str, spec: LoadSpec, batch: Batch) -> FrameworkRun:
+def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None) -> FrameworkRun:
     from .runners import runner_class
     from .worker import error_line
 
@@ -88,6 +93,10 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch) -> FrameworkRun:
         run.outputs = runner.run(batch.arrays)
         run.seconds["run"] = runner.run_seconds
         run.names = list(run.outputs)
+        if explain is not None:
+            from .probes import explain as probe
+
+            run.explain, run.outputs64 = probe(runner, batch.arrays, run.outputs, explain.get("float64", False))
     except Exception as exc:
         import traceback
         run.status, run.error, run.traceback = "error", error_line(exc), traceback.format_exc(limit=-8)
@@ -95,13 +104,14 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch) -> FrameworkRun:
     return run
 
 
-def _in_workers(specs, make_batch, workdir: Path, device: str):
+def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict):
     batch_path = workdir / "batch.npz"
     procs = {}
     env = child_env(device)
     for fw, spec in specs.items():
         req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
-               "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json")}
+               "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
+               "explain": explain.get(fw)}
         req_path = workdir / f"{fw}.request.json"
         req_path.write_text(json.dumps(req))
         log = open(workdir / f"{fw}.log", "wb")
@@ -133,7 +143,10 @@ def _in_workers(specs, make_batch, workdir: Path, device: str):
         rep = json.loads(report_path.read_text())
         run = FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
                            rep.get("outputs", []), traceback=rep.get("traceback"))
+        run.explain = rep.get("explain")
         if run.status == "ok":
             run.outputs = np.load(workdir / f"{fw}.npz")
+            if (workdir / f"{fw}.f64.npz").exists():
+                run.outputs64 = np.load(workdir / f"{fw}.f64.npz")
         runs[fw] = run
     return batch, runs

@@ -19,8 +19,9 @@ _LAYERED = re.compile(r"^(?P<base>[a-z_]*?(hidden_states|attentions))\.(?P<idx>\
 _STACK = {"": 0, "encoder_": 0, "vision_": 0, "text_": 1, "decoder_": 2, "cross_": 2}
 
 
-def flatten(output: Mapping[str, Any], to_numpy: Callable[[Any], np.ndarray] = np.asarray) -> dict:
-    """Turn a (possibly nested) ModelOutput into ``{name: float32 numpy array}``."""
+def flatten(output: Mapping[str, Any], to_numpy: Callable[[Any], np.ndarray] = np.asarray,
+            float_dtype=np.float32) -> dict:
+    """Turn a (possibly nested) ModelOutput into ``{name: numpy array}``, floats as ``float_dtype``."""
     flat: dict[str, np.ndarray] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -34,8 +35,8 @@ def flatten(output: Mapping[str, Any], to_numpy: Callable[[Any], np.ndarray] = n
                 walk(f"{prefix}.{i}", v)
         else:
             arr = np.asarray(to_numpy(value))
-            if np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.float32:
-                arr = arr.astype(np.float32)
+            if np.issubdtype(arr.dtype, np.floating) and arr.dtype != float_dtype:
+                arr = arr.astype(float_dtype)
             flat[prefix] = arr
 
     for key, value in output.items():

@@ -64,6 +64,14 @@ def serve(request: dict) -> dict:
         np.savez(tmp, **outputs)
         os.replace(tmp, out)
         report["outputs"] = list(outputs)
+        if request.get("explain"):
+            from .probes import explain
+
+            t1 = time.perf_counter()
+            report["explain"], out64 = explain(runner, arrays, outputs, request["explain"].get("float64", False))
+            if out64 is not None:
+                np.savez(out.with_name(f"{fw}.f64.npz"), **out64)
+            report["seconds"]["explain"] = time.perf_counter() - t1
     except Exception as exc:  # every failure is reported, never raised past the worker
         report["status"] = "error"
         report["error"] = error_line(exc)

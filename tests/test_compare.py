@@ -119,3 +119,13 @@ def test_pair_passes_when_all_outputs_pass():
 def test_token_level_2d_outputs_are_masked():
     mask = np.array([[1, 0, 0]])
     assert valid_mask("start_logits", (1, 3), mask).tolist() == [[True, False, False]]
+
+
+def test_padded_positions_are_reported_apart():
+    mask = np.array([[1, 0]])
+    b = np.zeros((1, 2, 3))
+    a = b.copy()
+    a[0, 1] = 0.5
+    r = compare_array("hidden_states.0", a, b, atol=1e-5, rtol=0, valid=valid_mask("hidden_states.0", b.shape, mask))
+    assert r["passed"]
+    assert r["padded"] == {"positions": 3, "max_abs_diff": 0.5, "nonfinite": 0}

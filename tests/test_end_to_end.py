@@ -52,7 +52,7 @@ def test_every_conversion_direction(cli, tiny, name, expect):
 
 
 def test_altered_tf_layer_is_caught_at_its_layer(cli, tiny):
-    # Layer 1's FFN kernel scaled by 1.05 in tf_model.h5: layer 1's attention is still
+    # Layer 1's FFN kernel scaled by 1.01 in tf_model.h5: layer 1's attention is still
     # identical, its output (hidden_states.2) is the first to differ.
     r = cli("check", tiny / "bert-tf-altered")
     assert r.code == 1, r.out + r.err
@@ -60,7 +60,7 @@ def test_altered_tf_layer_is_caught_at_its_layer(cli, tiny):
     assert not tf["passed"] and tf["first_divergence"] == "hidden_states.2"
     by_name = {o["name"]: o for o in tf["outputs"]}
     assert by_name["attentions.1"]["passed"] and by_name["hidden_states.1"]["passed"]
-    assert by_name["hidden_states.2"]["max_abs_diff"] > 1e-3
+    assert by_name["hidden_states.2"]["max_abs_diff"] > 1e-4
     assert flax["passed"]  # flax was converted from the intact PyTorch weights
     assert "first divergence: hidden_states.2" in r.out and "verdict: FAIL (exit 1" in r.out
 

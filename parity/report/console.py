@@ -76,7 +76,26 @@ def render(results: dict, *, verbose: bool = False) -> str:
         for r in rows:
             if not r["passed"] and (verbose or r["name"] == comp["first_divergence"]):
                 lines.append(f"  {r['name']}: {mismatch_message(r)}")
+    if results.get("diagnosis"):
+        lines += ["", *render_diagnosis(results["diagnosis"])]
     code = results["exit_code"]
     meaning = {0: "all comparisons pass", 1: "parity mismatch", 3: "a framework could not load or run"}
     lines += ["", f"verdict: {'PASS' if results['passed'] else 'FAIL'} (exit {code}: {meaning.get(code, '')})"]
     return "\n".join(lines)
+
+
+def render_diagnosis(diag: dict) -> list[str]:
+    """The --explain narrative per pair, then its per-layer table."""
+    lines = ["diagnosis"]
+    for pair in diag.get("pairs", []):
+        lines.append("")
+        lines += [f"  {line}" for line in pair.get("narrative", [])]
+        layers = pair.get("layers") or []
+        if layers and pair.get("first_divergence"):
+            lines.append(f"    {'layer':<22} {'received':>9} {'passed on':>9} {'growth':>8} {'attention':>9}")
+            for r in layers:
+                growth = "-" if r.get("growth") is None else f"x{r['growth']:.3g}"
+                mark = "  <- introduces the drift" if r.get("introduces") else ""
+                lines.append(f"    {r['layer']:<22} {_num(r.get('received')):>9} {_num(r.get('passed_on')):>9} "
+                             f"{growth:>8} {_num(r.get('attention')):>9}{mark}")
+    return lines

@@ -79,6 +79,19 @@ class Runner:
         self.run_seconds = time.perf_counter() - t0
         return out
 
+    def run_float64(self, arrays: dict) -> dict:
+        """The same batch with weights and activations upcast to float64 (the oracle)."""
+        raise NotImplementedError(f"{self.framework} has no float64 oracle")
+
+    def input_names(self) -> set:
+        """Keyword inputs the model's forward accepts (to probe the defaults it fills in)."""
+        import inspect
+
+        return set(inspect.signature(self._forward()).parameters)
+
+    def _forward(self):
+        raise NotImplementedError
+
     def _load_impl(self) -> LoadReport:
         raise NotImplementedError
 

@@ -46,6 +46,9 @@ class FlaxRunner(Runner):
                                 f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
         return report
 
+    def _forward(self):
+        return self.model.__call__
+
     def _run_impl(self, arrays: dict) -> dict:
         import jax
         import numpy as np

@@ -53,6 +53,9 @@ class TFRunner(Runner):
                                 f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
         return report
 
+    def _forward(self):
+        return self.model.call
+
     def _run_impl(self, arrays: dict) -> dict:
         import tensorflow as tf
 

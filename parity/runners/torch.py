@@ -17,10 +17,7 @@ META_NOTE = ("transformers' from_pretrained(from_{src}=True) leaves every parame
 
 
 def _to_numpy(t):
-    t = t.detach()
-    if t.is_floating_point():
-        t = t.float()
-    return t.cpu().numpy()
+    return t.detach().cpu().numpy()
 
 
 def convert_to_pt(cls, path: str, weights: str, source: str, **init_kwargs):
@@ -88,7 +85,18 @@ class TorchRunner(Runner):
         report.notes = notes
         return report
 
-    def _run_impl(self, arrays: dict) -> dict:
+    def _forward(self):
+        return self.model.forward
+
+    def run_float64(self, arrays: dict) -> dict:
+        """Upcast weights (the model stays float64 afterwards) and run: outputs kept as float64."""
+        import numpy as np
+
+        self.model.double()
+        return self._run_impl(arrays, float_dtype=np.float64)
+
+    def _run_impl(self, arrays: dict, float_dtype=None) -> dict:
+        import numpy as np
         import torch
 
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
@@ -100,4 +108,4 @@ class TorchRunner(Runner):
             if hasattr(value, "to_legacy_cache"):  # DynamicCache -> nested tuples
                 value = value.to_legacy_cache()
             items[key] = value
-        return flatten(items, _to_numpy)
+        return flatten(items, _to_numpy, float_dtype or np.float32)
