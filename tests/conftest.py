@@ -39,6 +39,10 @@ def tiny() -> Path:
                 import shutil
                 shutil.rmtree(target)
             tmp.rename(target)
+            for old in cache.iterdir():  # builds of an older fixtures/build.py
+                if old.is_dir() and old != target:
+                    import shutil
+                    shutil.rmtree(old, ignore_errors=True)
     return target
 
 
