@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import shutil
 import hashlib
 import json
 import os
@@ -36,12 +37,10 @@ def tiny() -> Path:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             (tmp / "DONE").write_text("ok")
             if target.exists():
-                import shutil
                 shutil.rmtree(target)
             tmp.rename(target)
             for old in cache.iterdir():  # builds of an older fixtures/build.py
                 if old.is_dir() and old != target:
-                    import shutil
                     shutil.rmtree(old, ignore_errors=True)
     return target
 
