@@ -83,6 +83,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
             entry["seconds"] = run.seconds
             if run.traceback:
                 entry["traceback"] = run.traceback
+            if run.imported is not None:
+                entry["imported"] = run.imported
             if run.load:
                 entry["device"] = run.load["device"]
                 entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}

@@ -38,11 +38,21 @@ class FrameworkRun:
     outputs: Mapping | None = None  # name -> array (lazy npz in worker mode)
     traceback: str | None = None
     explain: dict | None = None       # probes of --explain (see probes.py)
+    imported: list | None = None      # frameworks the worker process imported
     outputs64: Mapping | None = None  # float64 oracle outputs, when this framework ran them
 
 
-def child_env(device: str) -> dict:
+def child_env(device: str, needed: set | None = None) -> dict:
+    """Worker environment: quiet logs, CPU pinning for --device cpu, and no framework it does not use."""
     env = {k: v for k, v in os.environ.items() if k not in PARENT_ONLY_ENV}
+    if needed is not None:
+        from .runners import USE_ENV
+
+        for fw, var in USE_ENV.items():
+            if fw not in needed:
+                env[var] = "0"
+        if "flax" not in needed:
+            env["USE_JAX"] = "0"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -106,12 +116,15 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None) -> Fram
 
 def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict):
     batch_path = workdir / "batch.npz"
+    from .runners import blocked_packages, frameworks_needed
+
     procs = {}
-    env = child_env(device)
     for fw, spec in specs.items():
+        needed = frameworks_needed(fw, spec)
+        env = child_env(device, needed)
         req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
                "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
-               "explain": explain.get(fw)}
+               "explain": explain.get(fw), "block_imports": blocked_packages(needed)}
         req_path = workdir / f"{fw}.request.json"
         req_path.write_text(json.dumps(req))
         log = open(workdir / f"{fw}.log", "wb")
@@ -144,6 +157,7 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict):
         run = FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
                            rep.get("outputs", []), traceback=rep.get("traceback"))
         run.explain = rep.get("explain")
+        run.imported = rep.get("imported")
         if run.status == "ok":
             run.outputs = np.load(workdir / f"{fw}.npz")
             if (workdir / f"{fw}.f64.npz").exists():

@@ -15,6 +15,19 @@ import traceback
 from pathlib import Path
 
 
+def block_imports(names) -> None:
+    """Make frameworks this worker does not use unimportable.
+
+    TensorFlow imports jax whenever it is installed (tensorflow.lite.python.util,
+    guarded by ImportError), and transformers probes every framework. A None in
+    sys.modules makes `import x` raise ImportError and find_spec(x) answer None,
+    so both take their "not installed" branch.
+    """
+    for name in names:
+        if name and name not in sys.modules:
+            sys.modules[name] = None
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
@@ -77,12 +90,14 @@ def serve(request: dict) -> dict:
         report["error"] = error_line(exc)
         report["traceback"] = traceback.format_exc(limit=-8)
     report["seconds"]["total"] = time.perf_counter() - t0
+    report["imported"] = sorted(m for m in ("torch", "tensorflow", "jax") if sys.modules.get(m) is not None)
     return report
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     request = json.loads(Path(argv[0]).read_text())
+    block_imports(request.get("block_imports", []))
     report = serve(request)
     _write_json(Path(request["report"]), report)
     return 0

@@ -43,6 +43,13 @@ def test_every_conversion_direction(cli, tiny, name, expect):
     assert got == expect
     for fw, e in res["frameworks"].items():
         assert e["status"] == "ok" and e["device"] == "cpu" and e["load"]["missing"] == []
+    # A worker imports its own framework and a conversion's source, nothing else.
+    own = {"pt": "torch", "tf": "tensorflow", "flax": "jax"}
+    for fw, (weights, src, via) in expect.items():
+        need = {own[fw]} | {own[s] for s in (src, via) if s}
+        if fw == "flax" and src == "pt" and weights.endswith(".safetensors"):
+            need.discard("torch")
+        assert set(res["frameworks"][fw]["imported"]) == need, (fw, res["frameworks"][fw]["imported"])
     if name == "bert-flax":  # no tokenizer: seeded ids with a padded mask
         assert res["inputs"]["source"] == "random-ids" and res["inputs"]["padded_positions"] > 0
     else:
