@@ -41,6 +41,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
     if cfg.report_dir:
         _check_writable(Path(cfg.report_dir))
 
+    fingerprint = ckpt.fingerprint()
     fw_results: dict[str, dict] = {}
     specs: dict[str, LoadSpec] = {}
     for fw in cfg.frameworks:
@@ -63,6 +64,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
                              weights=plan.weights, converted_from=plan.converted_from, via=plan.via,
                              device=cfg.device, output_hidden_states="hidden_states" in cfg.outputs,
                              output_attentions="attentions" in cfg.outputs)
+        if cfg.cache and plan.converted_from:
+            _use_cache(fw, specs[fw], fingerprint["files"])
 
     def make_batch():
         if batch is not None:
@@ -70,7 +73,6 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
         return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
                             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
 
-    fingerprint = ckpt.fingerprint()
     # --explain: every framework runs the probes; PyTorch (when it runs) also the float64 oracle.
     explain = {fw: {"float64": fw == "pt"} for fw in specs} if cfg.explain else None
     diagnosis = None
@@ -87,6 +89,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
                 entry["imported"] = run.imported
             if run.load:
                 entry["device"] = run.load["device"]
+                entry["cache"] = run.load.get("cache")
                 entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
         comparisons = _compare_all(cfg, runs, batch)
         if cfg.explain:
@@ -139,6 +142,21 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch) -> list[dict]:
         comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),
                                         tolerance=cfg.tolerance, attention_mask=batch.attention_mask))
     return comparisons
+
+
+def _use_cache(fw: str, spec: LoadSpec, files: dict) -> None:
+    """Point the spec at a cached conversion, or at where to keep this one."""
+    from . import cache
+
+    base = cache.root()
+    if base is None:
+        return
+    entry = cache.key(fw, spec, files, versions())
+    hit = cache.lookup(fw, entry)
+    if hit is not None:
+        spec.cache_hit = str(hit)
+    else:
+        spec.cache_store = str(base / entry)
 
 
 def _check_writable(folder: Path) -> None:

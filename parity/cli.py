@@ -50,6 +50,8 @@ def _add_check(sub) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")
     p.add_argument("--explain", action="store_true",
                    help="diagnose: per-layer error growth, a float64 oracle, weights, input defaults, noise floor")
+    p.add_argument("--no-cache", action="store_true",
+                   help="convert weights again instead of loading the conversion cache (PARITY_CACHE_DIR)")
     p.add_argument("--save-replay", metavar="DIR", help="write the exact batch, options and versions to DIR "
                                                          "so that `parity replay DIR` reruns this case")
     p.set_defaults(func=_cmd_check)
@@ -83,7 +85,7 @@ def _cmd_check(args) -> int:
         atol=DEFAULT_ATOL if args.atol is None else args.atol,
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
         outputs=args.outputs, report_dir=report_dir, inline=args.inline, explain=args.explain,
-        save_replay=args.save_replay,
+        save_replay=args.save_replay, cache=not args.no_cache,
     ).validated()
     return _run_and_print(cfg, None, verbose=args.verbose)
 

@@ -65,6 +65,7 @@ class CheckConfig:
     report_dir: str | None = None
     inline: bool = False
     explain: bool = False
+    cache: bool = True
     save_replay: str | None = None
 
     def validated(self) -> "CheckConfig":

@@ -16,6 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests convert for real unless they ask for the conversion cache (tests/test_cache.py).
+os.environ["PARITY_CACHE_DIR"] = "off"
 
 
 def _build_key() -> str:
@@ -71,7 +73,7 @@ class CLIResult:
 def cli(tmp_path):
     """Run `python -m parity ...` in a subprocess (the real CLI, fresh interpreter)."""
 
-    def run(*args, report: bool = True, timeout: int = 600) -> CLIResult:
+    def run(*args, report: bool = True, timeout: int = 600, env: dict | None = None) -> CLIResult:
         argv = [str(a) for a in args]
         report_dir = None
         if report and argv and argv[0] == "check" and "--report-dir" not in argv:
@@ -80,7 +82,7 @@ def cli(tmp_path):
         elif "--report-dir" in argv:
             report_dir = Path(argv[argv.index("--report-dir") + 1])
         proc = subprocess.run([sys.executable, "-m", "parity", *argv], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, env={**os.environ, **(env or {})})
         return CLIResult(proc, report_dir)
 
     return run

@@ -12,7 +12,8 @@ def _source(fw: dict) -> str:
         return "-"
     if fw.get("converted_from"):
         via = f" via {fw['via']}" if fw.get("via") else ""
-        return f"{fw['weights']} (from {fw['converted_from']}{via})"
+        cached = ", cached" if fw.get("cache") == "hit" else ""
+        return f"{fw['weights']} (from {fw['converted_from']}{via}{cached})"
     return f"{fw['weights']} (native)"
 
 

@@ -20,6 +20,8 @@ PACKAGES = {"pt": ("torch",), "tf": ("tensorflow", "tf_keras"), "flax": ("jax", 
 def frameworks_needed(framework: str, spec) -> set:
     """Frameworks a worker must import to load ``spec``: its own, plus the source of a conversion."""
     need = {framework}
+    if spec.cache_hit:
+        return need  # a cached conversion loads natively
     if spec.converted_from:
         need.add(spec.converted_from)
     if spec.via:

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -28,6 +29,8 @@ class LoadSpec:
     device: str = "auto"
     output_hidden_states: bool = True
     output_attentions: bool = True
+    cache_hit: str | None = None     # conversion-cache entry to load natively instead of converting
+    cache_store: str | None = None   # where to keep this conversion for the next run
 
 
 @dataclass
@@ -43,6 +46,7 @@ class LoadReport:
     unexpected: list = field(default_factory=list)
     mismatched: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    cache: str | None = None         # hit | stored | None (no conversion, or cache off)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -68,9 +72,47 @@ class Runner:
 
     def load(self) -> LoadReport:
         t0 = time.perf_counter()
-        self.report = self._load_impl()
+        if self.spec.cache_hit:
+            self.report = self._load_cached()
+        else:
+            self.report = self._load_impl()
+            if self.spec.cache_store and self.spec.converted_from:
+                self._store()
         self.report.seconds = time.perf_counter() - t0
         return self.report
+
+    def _load_cached(self) -> LoadReport:
+        """Load a cached conversion natively; report it as the conversion it stands for."""
+        from dataclasses import replace
+
+        from .. import cache
+
+        original = self.spec
+        self.spec = replace(original, path=original.cache_hit, weights=cache.NATIVE[self.framework],
+                            converted_from=None, via=None)
+        try:
+            report = self._load_impl()
+        finally:
+            self.spec = original
+        saved = cache.load_meta(original.cache_hit)["load"]
+        report.weights, report.converted_from, report.via = original.weights, original.converted_from, original.via
+        report.missing, report.unexpected = saved.get("missing", []), saved.get("unexpected", [])
+        report.mismatched = saved.get("mismatched", [])
+        report.notes = saved.get("notes", []) + [f"loaded the converted weights from the cache ({original.cache_hit})"]
+        report.cache = "hit"
+        return report
+
+    def _store(self) -> None:
+        from .. import cache
+
+        try:
+            cache.store(self.framework, Path(self.spec.cache_store), self._save_native, self.report.to_dict())
+            self.report.cache = "stored"
+        except Exception as e:  # a full disk must not fail the check
+            self.report.notes.append(f"conversion cache not written ({type(e).__name__}: {e})")
+
+    def _save_native(self, folder) -> None:
+        self.model.save_pretrained(folder)
 
     def run(self, arrays: dict) -> dict:
         """Run the batch; return flattened float32 numpy outputs (see outputs.flatten)."""

@@ -1,0 +1,106 @@
+"""Conversion cache: converted weights kept under the user's cache directory.
+
+A CI job that re-checks an unchanged checkpoint loads the TF / Flax / PyTorch
+weights converted on the first run natively, skipping the conversion and the
+source framework's import. Entries are keyed by the sha256 of the source
+weights and config, the target class and the library versions; each is
+written into a temporary folder and renamed into place (concurrent writers:
+the first rename wins, the others discard theirs), and verified by size and
+sha256 before use (a stale or corrupt entry is removed and rebuilt).
+
+``PARITY_CACHE_DIR`` moves it (``off`` disables it); default
+``$XDG_CACHE_HOME/parity/conversions`` or ``~/.cache/parity/conversions``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+FORMAT = 1
+NATIVE = {"pt": "model.safetensors", "tf": "tf_model.h5", "flax": "flax_model.msgpack"}
+VERSIONED = ("parity", "transformers", "torch", "tensorflow", "tf-keras", "jax", "jaxlib", "flax", "safetensors")
+
+
+def root() -> Path | None:
+    value = os.environ.get("PARITY_CACHE_DIR")
+    if value is not None:
+        return None if value.strip().lower() in ("", "off", "0", "none", "false") else Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "parity" / "conversions"
+
+
+def key(framework: str, spec, files: dict, versions: dict) -> str:
+    """Everything that can change the converted weights, hashed."""
+    sources = {name: meta["sha256"] for name, meta in files.items()
+               if name == "config.json" or name.startswith(spec.weights.split(".")[0])}
+    data = {"format": FORMAT, "framework": framework, "class": spec.class_name, "from": spec.converted_from,
+            "via": spec.via, "weights": spec.weights, "files": sources,
+            "versions": {k: versions.get(k) for k in VERSIONED}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def lookup(framework: str, entry_key: str) -> Path | None:
+    """The entry folder when it is complete and intact; a damaged entry is removed."""
+    base = root()
+    if base is None:
+        return None
+    folder = base / entry_key
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        weights = folder / NATIVE[framework]
+        if weights.stat().st_size != meta["bytes"] or _sha256(weights) != meta["sha256"]:
+            raise ValueError("weights do not match meta.json")
+    except (OSError, ValueError, KeyError):
+        _remove(folder)
+        return None
+    return folder
+
+
+def load_meta(folder) -> dict:
+    return json.loads((Path(folder) / "meta.json").read_text())
+
+
+def store(framework: str, folder: Path, save, load_report: dict) -> bool:
+    """Write an entry: ``save(tmp)`` writes the native checkpoint; True when this call's copy landed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        save(tmp)
+        weights = tmp / NATIVE[framework]
+        meta = {"format": FORMAT, "framework": framework, "bytes": weights.stat().st_size,
+                "sha256": _sha256(weights), "load": load_report}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            os.rename(tmp, folder)  # atomic; fails when another writer got there first
+            return True
+        except OSError:
+            return False
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(folder: Path) -> None:
+    trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
+    try:
+        os.rename(folder, trash)  # readers never see half-deleted entries
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,68 @@
+"""The conversion cache: a re-check loads converted weights natively; damaged entries are rebuilt."""
+
+import threading
+import time
+
+import pytest
+
+from parity import cache
+
+
+@pytest.mark.slow
+def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path):
+    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
+    args = ("check", tiny / "bert-pt", "--frameworks", "pt,tf")
+    first = cli(*args, "--report-dir", tmp_path / "r1", env=env)
+    second = cli(*args, "--report-dir", tmp_path / "r2", env=env)
+    assert first.code == second.code == 0, second.err
+    tf1, tf2 = first.results["frameworks"]["tf"], second.results["frameworks"]["tf"]
+    assert tf1["cache"] == "stored" and tf2["cache"] == "hit"
+    assert tf2["converted_from"] == "pt" and tf2["weights"] == "model.safetensors"
+    assert tf1["imported"] == ["tensorflow", "torch"] and tf2["imported"] == ["tensorflow"]
+    assert any("from the cache" in n for n in tf2["load"]["notes"])
+    rows1, rows2 = first.comparison("tf")["outputs"], second.comparison("tf")["outputs"]
+    assert [r["max_abs_diff"] for r in rows1] == [r["max_abs_diff"] for r in rows2]
+    assert "(from pt, cached)" in second.out
+
+    # A damaged entry is noticed, removed and rebuilt, never loaded.
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    weights = entry / "tf_model.h5"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    third = cli(*args, "--report-dir", tmp_path / "r3", env=env)
+    assert third.code == 0 and third.results["frameworks"]["tf"]["cache"] == "stored"
+    assert [r["max_abs_diff"] for r in third.comparison("tf")["outputs"]] == [r["max_abs_diff"] for r in rows1]
+
+    off = cli(*args, "--report-dir", tmp_path / "r4", "--no-cache", env=env)
+    assert off.results["frameworks"]["tf"]["cache"] is None
+
+
+def test_concurrent_writers_leave_one_intact_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path))
+    target = tmp_path / "k"
+    landed = []
+
+    def save(folder):
+        time.sleep(0.2)  # both writers are inside save() at once
+        (folder / "tf_model.h5").write_bytes(b"weights" * 100)
+
+    threads = [threading.Thread(target=lambda: landed.append(cache.store("tf", target, save, {"missing": []})))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(landed) == [False, True]
+    assert cache.lookup("tf", "k") == target
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]  # no temporary folders left
+
+
+def test_stale_meta_is_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path))
+    cache.store("flax", tmp_path / "k", lambda f: (f / "flax_model.msgpack").write_bytes(b"\x80"), {})
+    (tmp_path / "k" / "flax_model.msgpack").write_bytes(b"\x81")  # same size, other content
+    assert cache.lookup("flax", "k") is None and not (tmp_path / "k").exists()
+
+
+def test_cache_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("PARITY_CACHE_DIR", "off")
+    assert cache.root() is None and cache.lookup("tf", "anything") is None
