@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_USAGE, ParityError, UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, ParityError, UsageError
 
 # The parent process only tokenizes: keep transformers from importing torch/TF/JAX
 # there (seconds of import, memory). Workers get these variables removed again.
@@ -48,6 +48,10 @@ def _add_check(sub) -> None:
     p.add_argument("--report-dir", help="where results.json goes (default: reports/<checkpoint name>)")
     p.add_argument("--inline", action="store_true", help="run every framework in this process (debugging)")
     p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")
+    p.add_argument("--timeout", help="seconds each framework's worker may take (load + run); a worker past it is "
+                                     "killed and reported as crashed (default: no limit)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let Python code shipped in the checkpoint run (auto_map); off by default")
     p.set_defaults(func=_cmd_check)
 
 
@@ -73,20 +77,41 @@ def _cmd_check(args) -> int:
         atol=DEFAULT_ATOL if args.atol is None else args.atol,
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
         outputs=args.outputs, report_dir=report_dir, inline=args.inline,
+        timeout=args.timeout, trust_remote_code=args.trust_remote_code,
     ).validated()
-    from .api import run_check
+    from .api import Interrupted, run_check
     from .report import console
 
-    results = run_check(cfg)
+    try:
+        results = run_check(cfg)
+    except Interrupted as stop:
+        print(console.render(stop.results.to_dict(), verbose=args.verbose))
+        print(f"results: {stop.path} (incomplete: interrupted)")
+        print(f"parity: interrupted; {stop.path} is marked complete: false", file=sys.stderr)
+        return stop.results.exit_code
     print(console.render(results.to_dict(), verbose=args.verbose))
     print(f"results: {Path(report_dir) / 'results.json'}")
     return results.exit_code
+
+
+def _sigterm_as_interrupt() -> None:
+    """CI cancels jobs with SIGTERM: stop like Ctrl-C (workers stopped, incomplete results written)."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a thread)
+        pass
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     debug = "--debug" in argv
+    _sigterm_as_interrupt()
     try:
         args = parser.parse_args(argv)
         if not args.command:
@@ -100,7 +125,7 @@ def main(argv=None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

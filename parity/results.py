@@ -50,6 +50,9 @@ class Results:
     schema_version: int = SCHEMA_VERSION
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     seconds: dict = field(default_factory=dict)
+    # False when the run was stopped (Ctrl-C) before every framework and comparison finished.
+    complete: bool = True
+    interrupted: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)

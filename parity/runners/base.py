@@ -28,6 +28,7 @@ class LoadSpec:
     device: str = "auto"
     output_hidden_states: bool = True
     output_attentions: bool = True
+    trust_remote_code: bool = False
 
 
 @dataclass
