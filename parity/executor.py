@@ -51,8 +51,12 @@ class RunInterrupted(Exception):
         self.runs = runs
 
 
-def child_env(device: str) -> dict:
+def child_env(device: str, workdir: Path | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in PARENT_ONLY_ENV}
+    if workdir is not None:
+        # Temp files of a worker (bridge folders, compiler caches) go into the run's workdir, which
+        # this process removes even when the worker was killed before its own cleanup.
+        env["TMPDIR"] = str(workdir)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -138,7 +142,7 @@ def _kill(proc: subprocess.Popen) -> None:
 def _in_workers(specs, make_batch, workdir: Path, device: str, timeout: float | None = None):
     batch_path = workdir / "batch.npz"
     procs, started, timed_out = {}, {}, set()
-    env = child_env(device)
+    env = child_env(device, workdir)
     logs = []
     batch = None
     try:
@@ -156,15 +160,21 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, timeout: float | 
             (workdir / f"{fw}.pid").write_text(str(procs[fw].pid))  # for tests that kill a worker
         batch = make_batch()
         batch.save(batch_path)
-        while any(p.poll() is None for p in procs.values()):
+        # A worker is done once its report exists (written last, atomically); its interpreter teardown
+        # (TF, JAX) can take seconds more and is cut short below.
+        done = lambda fw: procs[fw].poll() is not None or (workdir / f"{fw}.json").exists()  # noqa: E731
+        while not all(done(fw) for fw in procs):
             now = time.monotonic()
             for fw, proc in procs.items():
-                if timeout and proc.poll() is None and now - started[fw] > timeout:
+                if timeout and not done(fw) and now - started[fw] > timeout:
                     _kill(proc)
                     timed_out.add(fw)
             time.sleep(0.05)
+        for proc in procs.values():
+            _kill(proc)
     except KeyboardInterrupt:
-        finished = {fw for fw, proc in procs.items() if proc.poll() is not None}
+        finished = {fw for fw, proc in procs.items() if proc.poll() is not None
+                    or (workdir / f"{fw}.json").exists()}
         for proc in procs.values():
             _kill(proc)
         runs = {fw: _collect(fw, procs[fw], workdir, timeout, fw in timed_out) if fw in finished
@@ -195,7 +205,7 @@ def _collect(fw: str, proc: subprocess.Popen, workdir: Path, timeout, timed_out:
                             signal=sig, returncode=code, timed_out=timed_out)
     rep = json.loads(report_path.read_text())
     run = FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
-                       rep.get("outputs", []), traceback=rep.get("traceback"), signal=sig, returncode=code)
+                       rep.get("outputs", []), traceback=rep.get("traceback"))
     if run.status == "ok":
         run.outputs = np.load(workdir / f"{fw}.npz")
     return run
