@@ -121,7 +121,9 @@ def main(argv=None) -> int:
     except ParityError as e:
         if debug:
             raise
-        print(f"parity: error: {e.one_line()}", file=sys.stderr)
+        from .report.console import clean
+
+        print(f"parity: error: {clean(e.one_line())}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -84,11 +85,32 @@ def die_with_parent() -> None:
         pass
 
 
+def _weights_only_refusal(exc: BaseException | None) -> BaseException | None:
+    """torch's weights-only UnpicklingError in ``exc`` or the exceptions it was raised from."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__name__ == "UnpicklingError" and "Weights only load failed" in str(exc):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def error_line(exc: BaseException) -> str:
     from .errors import ParityError
 
     if isinstance(exc, ParityError):
         return exc.one_line()
+    refused = _weights_only_refusal(exc)
+    if refused is not None:
+        # torch's message is a screenful with terminal escapes (transformers wraps it in an OSError);
+        # the line that matters names the global.
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(refused))
+        what = f" (it names {m.group(1)})" if m else ""
+        return ParityError(f"torch's weights-only loader refused the pickled weights{what}: the file holds "
+                           "objects other than tensors, and unpickling them could run code",
+                           "re-save the weights as model.safetensors from a source you trust, or pass "
+                           "--source with another framework's weights").one_line()
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
 
