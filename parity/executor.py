@@ -85,7 +85,8 @@ def _last_line(log: Path) -> str:
                  if ln.strip() and not any(n in ln for n in _LOG_NOISE)]
     except OSError:
         return ""
-    return lines[-1][:300] if lines else ""
+    fatal = [ln for ln in lines if ln.startswith("Fatal Python error")]
+    return (fatal or lines or [""])[-1][:300]
 
 
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,

@@ -156,6 +156,9 @@ def serve(request: dict) -> dict:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     die_with_parent()
+    import faulthandler
+
+    faulthandler.enable()  # a native crash leaves "Fatal Python error: ..." and the Python stack in the log
     request = json.loads(Path(argv[0]).read_text())
     report = serve(request)
     _write_json(Path(request["report"]), report)
