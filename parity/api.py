@@ -11,8 +11,8 @@ from . import inputs, tasks
 from .checkpoint import Checkpoint
 from .compare import compare_pair
 from .config import CheckConfig
-from .errors import EXIT_FRAMEWORK, EXIT_MISMATCH, EXIT_OK, UsageError
-from .executor import execute
+from .errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, UsageError
+from .executor import RunInterrupted, execute
 from .outputs import group, model_order
 from .results import Results, environment, versions
 from .runners import runner_class
@@ -24,16 +24,28 @@ def check(path, **options) -> Results:
 
     Options are CheckConfig's fields (task, frameworks, reference, source,
     texts, texts_file, batch_size, max_length, seed, device, atol, rtol,
-    outputs, report_dir, inline). Raises UsageError for bad input; framework
-    failures and mismatches are in the returned Results (see ``exit_code``).
+    outputs, report_dir, inline, timeout, trust_remote_code). Raises UsageError
+    for bad input; framework failures and mismatches are in the returned
+    Results (see ``exit_code``). Ctrl-C raises Interrupted after writing a
+    results.json marked ``complete: false, interrupted: true``.
     """
     return run_check(CheckConfig(path=str(path), **options).validated())
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a check; ``results`` is what finished, saved to ``path`` when there is a report folder."""
+
+    def __init__(self, results: Results, path: Path | None):
+        super().__init__("interrupted")
+        self.results = results
+        self.path = path
 
 
 def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
     """Run one check; ``batch`` replaces the built batch (replays, recorded inputs)."""
     t_start = time.perf_counter()
-    ckpt = Checkpoint.open(cfg.path)
+    ckpt = Checkpoint.open(cfg.path, trust_remote_code=cfg.trust_remote_code)
+    _check_max_length(ckpt.config, cfg.max_length)
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
     supported = [fw for fw in cfg.frameworks if classes[fw]]
     plans = ckpt.plan(supported, cfg.source)
@@ -63,7 +75,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
         specs[fw] = LoadSpec(path=str(ckpt.path.resolve()), task=task, class_name=classes[fw],
                              weights=plan.weights, converted_from=plan.converted_from, via=plan.via,
                              device=cfg.device, output_hidden_states="hidden_states" in cfg.outputs,
-                             output_attentions="attentions" in cfg.outputs)
+                             output_attentions="attentions" in cfg.outputs,
+                             trust_remote_code=cfg.trust_remote_code)
         if cfg.cache and plan.converted_from:
             _use_cache(fw, specs[fw], fingerprint["files"])
 
@@ -71,18 +84,25 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
         if batch is not None:
             return batch
         return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
-                            batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
+                            batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
+                            trust_remote_code=cfg.trust_remote_code)
 
     # --explain: every framework runs the probes; PyTorch (when it runs) also the float64 oracle.
     explain = {fw: {"float64": fw == "pt"} for fw in specs} if cfg.explain else None
     diagnosis = None
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
-        batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline, device=cfg.device,
-                              explain=explain)
+        try:
+            batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline,
+                                  device=cfg.device, explain=explain, timeout=cfg.timeout)
+            interrupted = False
+        except RunInterrupted as stop:
+            batch, runs, interrupted = stop.batch, stop.runs, True
         for fw, run in runs.items():
             entry = fw_results[fw]
             entry["status"], entry["error"] = run.status, run.error
             entry["seconds"] = run.seconds
+            if run.signal or run.timed_out:
+                entry.update(signal=run.signal, returncode=run.returncode, timed_out=run.timed_out)
             if run.traceback:
                 entry["traceback"] = run.traceback
             if run.imported is not None:
@@ -91,19 +111,26 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
                 entry["device"] = run.load["device"]
                 entry["cache"] = run.load.get("cache")
                 entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
-        comparisons = _compare_all(cfg, runs, batch)
-        if cfg.explain:
-            from .diagnose import diagnose
+        comparisons = []
+        if batch is not None:
+            try:
+                _compare_all(cfg, runs, batch, comparisons)
+                if cfg.explain:
+                    from .diagnose import diagnose
 
-            diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
-                                 tolerance=cfg.tolerance, attention_mask=batch.attention_mask)
+                    diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
+                                         tolerance=cfg.tolerance, attention_mask=batch.attention_mask)
+            except KeyboardInterrupt:
+                interrupted = True  # keep the pairs already compared
         for run in runs.values():
             for arrays in (run.outputs, run.outputs64):
                 if hasattr(arrays, "close"):
                     arrays.close()
 
     failed_fw = [fw for fw, e in fw_results.items() if e["status"] in ("error", "crashed", "unavailable")]
-    if failed_fw:
+    if interrupted:
+        code = EXIT_INTERRUPTED
+    elif failed_fw:
         code = EXIT_FRAMEWORK
     elif not all(c["passed"] for c in comparisons):
         code = EXIT_MISMATCH
@@ -114,13 +141,15 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
         checkpoint={"path": str(cfg.path), "model_type": ckpt.model_type,
                     "architectures": ckpt.config.get("architectures"), "fingerprint": fingerprint["sha256"],
                     "files": fingerprint["files"]},
-        inputs=batch.describe(),
+        inputs=batch.describe() if batch is not None else NO_INPUTS,
         environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
         config=cfg.to_dict(), frameworks=fw_results, comparisons=comparisons,
         seconds={"total": time.perf_counter() - t_start}, diagnosis=diagnosis,
+        complete=not interrupted, interrupted=interrupted,
     )
-    if cfg.report_dir:
-        results.save(Path(cfg.report_dir) / "results.json")
+    path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir else None
+    if interrupted:
+        raise Interrupted(results, path)
     if cfg.save_replay:
         from .replay import save
 
@@ -128,11 +157,23 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
     return results
 
 
-def _compare_all(cfg: CheckConfig, runs: dict, batch) -> list[dict]:
+# inputs of a run interrupted before its batch was built
+NO_INPUTS = {"source": None, "seed": None, "texts": None, "tokenizer": None, "keys": [], "shapes": {},
+             "dtypes": {}, "padded_positions": 0}
+
+
+def _check_max_length(config: dict, max_length: int) -> None:
+    """A batch longer than the position table fails inside every framework; say so up front."""
+    limit = config.get("max_position_embeddings", config.get("n_positions"))
+    if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < max_length:
+        raise UsageError(f"--max-length {max_length} is longer than the model's {limit} positions "
+                         "(max_position_embeddings in config.json)", f"pass --max-length {limit} or less")
+
+
+def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list) -> list[dict]:
     ref = runs.get(cfg.reference)
     if ref is None or ref.status != "ok":
-        return []
-    comparisons = []
+        return comparisons
     for fw in cfg.frameworks:
         run = runs.get(fw)
         if fw == cfg.reference or run is None or run.status != "ok":

@@ -47,7 +47,7 @@ class Checkpoint:
         return self.config.get("model_type", "")
 
     @classmethod
-    def open(cls, path: str) -> "Checkpoint":
+    def open(cls, path: str, trust_remote_code: bool = False) -> "Checkpoint":
         p = Path(path)
         if not p.exists() and _HUB_ID.match(str(path)):
             p = _from_hub_cache(str(path)) or p
@@ -69,7 +69,9 @@ class Checkpoint:
         if not isinstance(config, dict) or not config.get("model_type"):
             raise UsageError(f"{cfg_path} has no model_type",
                              "rewrite it with config.save_pretrained(); model_type names the architecture")
+        from . import trust
         from .tasks import known_model_types
+        trust.check(p, config, trust_remote_code, config["model_type"] in known_model_types())
         if config["model_type"] not in known_model_types():
             raise UsageError(f"{cfg_path} names model_type {config['model_type']!r}, which the installed "
                              "transformers does not know",

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_USAGE, ParityError, UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, ParityError, UsageError
 
 # The parent process only tokenizes: keep transformers from importing torch/TF/JAX
 # there (seconds of import, memory). Workers get these variables removed again.
@@ -54,6 +54,10 @@ def _add_check(sub) -> None:
                    help="convert weights again instead of loading the conversion cache (PARITY_CACHE_DIR)")
     p.add_argument("--save-replay", metavar="DIR", help="write the exact batch, options and versions to DIR "
                                                          "so that `parity replay DIR` reruns this case")
+    p.add_argument("--timeout", help="seconds each framework's worker may take (load + run); a worker past it is "
+                                     "killed and reported as crashed (default: no limit)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let Python code shipped in the checkpoint run (auto_map); off by default")
     p.set_defaults(func=_cmd_check)
 
 
@@ -86,18 +90,25 @@ def _cmd_check(args) -> int:
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
         outputs=args.outputs, report_dir=report_dir, inline=args.inline, explain=args.explain,
         save_replay=args.save_replay, cache=not args.no_cache,
+        timeout=args.timeout, trust_remote_code=args.trust_remote_code,
     ).validated()
     return _run_and_print(cfg, None, verbose=args.verbose)
 
 
 def _run_and_print(cfg, batch, *, verbose: bool) -> int:
-    from .api import run_check
+    from .api import Interrupted, run_check
     from .report import console
 
     if not cfg.inline:
         for key, value in QUIET_PARENT_ENV.items():
             os.environ.setdefault(key, value)
-    results = run_check(cfg, batch)
+    try:
+        results = run_check(cfg, batch)
+    except Interrupted as stop:
+        print(console.render(stop.results.to_dict(), verbose=verbose))
+        print(f"results: {stop.path} (incomplete: interrupted)")
+        print(f"parity: interrupted; {stop.path} is marked complete: false", file=sys.stderr)
+        return stop.results.exit_code
     print(console.render(results.to_dict(), verbose=verbose))
     print(f"results: {Path(cfg.report_dir) / 'results.json'}")
     if cfg.save_replay:
@@ -114,10 +125,24 @@ def _cmd_replay(args) -> int:
     return _run_and_print(cfg, batch, verbose=False)
 
 
+def _sigterm_as_interrupt() -> None:
+    """CI cancels jobs with SIGTERM: stop like Ctrl-C (workers stopped, incomplete results written)."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a thread)
+        pass
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     debug = "--debug" in argv
+    _sigterm_as_interrupt()
     try:
         args = parser.parse_args(argv)
         if not args.command:
@@ -127,11 +152,13 @@ def main(argv=None) -> int:
     except ParityError as e:
         if debug:
             raise
-        print(f"parity: error: {e.one_line()}", file=sys.stderr)
+        from .report.console import clean
+
+        print(f"parity: error: {clean(e.one_line())}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ class CheckConfig:
     explain: bool = False
     cache: bool = True
     save_replay: str | None = None
+    timeout: float | None = None          # seconds per framework worker; None = no limit
+    trust_remote_code: bool = False       # let the checkpoint's own Python code run (off by default)
 
     def validated(self) -> "CheckConfig":
         """Normalise and check every field; raise UsageError on the first bad one."""
@@ -111,6 +113,19 @@ class CheckConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'seed' else '>= 1'}, "
                                  f"got {value}", f"pass --{name.replace('_', '-')} N")
             setattr(self, name, ivalue)
+        if self.timeout is not None:
+            try:
+                self.timeout = float(self.timeout)
+            except (TypeError, ValueError):
+                raise UsageError(f"--timeout must be a number of seconds, got {self.timeout!r}",
+                                 "pass --timeout SECONDS, e.g. --timeout 600") from None
+            if not (self.timeout > 0 and math.isfinite(self.timeout)):
+                raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout:g}",
+                                 "pass --timeout SECONDS, e.g. --timeout 600")
+            if self.inline:
+                raise UsageError("--timeout needs worker processes, and --inline runs every framework in this "
+                                 "process", "leave out --inline (or --timeout)")
+        self.trust_remote_code = bool(self.trust_remote_code)
         if self.texts_file is not None:
             if not Path(self.texts_file).is_file():
                 raise UsageError(f"texts file {self.texts_file} does not exist",

@@ -8,6 +8,7 @@ EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_USAGE = 2
 EXIT_FRAMEWORK = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); results.json says complete: false
 
 
 class ParityError(Exception):

@@ -40,9 +40,21 @@ class FrameworkRun:
     explain: dict | None = None       # probes of --explain (see probes.py)
     imported: list | None = None      # frameworks the worker process imported
     outputs64: Mapping | None = None  # float64 oracle outputs, when this framework ran them
+    signal: str | None = None       # SIGKILL, SIGSEGV, ... when the worker died of one
+    returncode: int | None = None   # the worker's exit status (negative: killed by a signal)
+    timed_out: bool = False
 
 
-def child_env(device: str, needed: set | None = None) -> dict:
+class RunInterrupted(Exception):
+    """Ctrl-C during a run: workers are stopped; ``runs`` holds what finished (others ``interrupted``)."""
+
+    def __init__(self, batch: Batch | None, runs: dict):
+        super().__init__("interrupted")
+        self.batch = batch
+        self.runs = runs
+
+
+def child_env(device: str, needed: set | None = None, workdir: Path | None = None) -> dict:
     """Worker environment: quiet logs, CPU pinning for --device cpu, and no framework it does not use."""
     env = {k: v for k, v in os.environ.items() if k not in PARENT_ONLY_ENV}
     if needed is not None:
@@ -53,6 +65,10 @@ def child_env(device: str, needed: set | None = None) -> dict:
                 env[var] = "0"
         if "flax" not in needed:
             env["USE_JAX"] = "0"
+    if workdir is not None:
+        # Temp files of a worker (bridge folders, compiler caches) go into the run's workdir, which
+        # this process removes even when the worker was killed before its own cleanup.
+        env["TMPDIR"] = str(workdir)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -71,23 +87,43 @@ def _signal_name(code: int) -> str:
     return f"exit code {code}"
 
 
+# transformers' import-time banner: never the reason a worker died
+_LOG_NOISE = ("classes are deprecated and will be removed in Transformers v5",)
+
+
 def _last_line(log: Path) -> str:
     try:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                 if ln.strip() and not any(n in ln for n in _LOG_NOISE)]
     except OSError:
         return ""
-    return lines[-1][:300] if lines else ""
+    fatal = [ln for ln in lines if ln.startswith("Fatal Python error")]
+    return (fatal or lines or [""])[-1][:300]
 
 
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,
-            inline: bool = False, device: str = "auto", explain: dict | None = None
-            ) -> tuple[Batch, dict[str, FrameworkRun]]:
-    """``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes."""
+            inline: bool = False, device: str = "auto", explain: dict | None = None,
+            timeout: float | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
+    """Run every spec; ``timeout`` (seconds, workers only) bounds each worker from its start.
+
+    ``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes.
+    """
     explain = explain or {}
     if inline:
         batch = make_batch()
-        return batch, {fw: _inline(fw, spec, batch, explain.get(fw)) for fw, spec in specs.items()}
-    return _in_workers(specs, make_batch, Path(workdir), device, explain)
+        runs = {}
+        try:
+            for fw, spec in specs.items():
+                runs[fw] = _inline(fw, spec, batch, explain.get(fw))
+        except KeyboardInterrupt:
+            raise RunInterrupted(batch, {**runs, **{fw: _interrupted(fw) for fw in specs if fw not in runs}}) \
+                from None
+        return batch, runs
+    return _in_workers(specs, make_batch, Path(workdir), device, explain, timeout)
+
+
+def _interrupted(fw: str) -> FrameworkRun:
+    return FrameworkRun(fw, "interrupted", error="interrupted (Ctrl-C) before this framework finished")
 
 
 def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None) -> FrameworkRun:
@@ -114,53 +150,95 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None) -> Fram
     return run
 
 
-def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict):
-    batch_path = workdir / "batch.npz"
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the worker's whole process group (anything it started dies with it)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+    proc.wait()
+
+
+def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, timeout: float | None = None):
     from .runners import blocked_packages, frameworks_needed
 
-    procs = {}
-    for fw, spec in specs.items():
-        needed = frameworks_needed(fw, spec)
-        env = child_env(device, needed)
-        req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
-               "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
-               "explain": explain.get(fw), "block_imports": blocked_packages(needed)}
-        req_path = workdir / f"{fw}.request.json"
-        req_path.write_text(json.dumps(req))
-        log = open(workdir / f"{fw}.log", "wb")
-        procs[fw] = (subprocess.Popen([sys.executable, "-m", "parity.worker", str(req_path)],
-                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env), log)
+    batch_path = workdir / "batch.npz"
+    procs, started, timed_out = {}, {}, set()
+    logs = []
+    batch = None
     try:
+        for fw, spec in specs.items():
+            needed = frameworks_needed(fw, spec)
+            env = child_env(device, needed, workdir)
+            req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
+                   "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
+                   "explain": explain.get(fw), "block_imports": blocked_packages(needed)}
+            req_path = workdir / f"{fw}.request.json"
+            req_path.write_text(json.dumps(req))
+            log = open(workdir / f"{fw}.log", "wb")
+            logs.append(log)
+            procs[fw] = subprocess.Popen([sys.executable, "-m", "parity.worker", str(req_path)],
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                         start_new_session=True)
+            started[fw] = time.monotonic()
+            (workdir / f"{fw}.pid").write_text(str(procs[fw].pid))  # for tests that kill a worker
         batch = make_batch()
         batch.save(batch_path)
-        for proc, _ in procs.values():
-            proc.wait()
+        # A worker is done once its report exists (written last, atomically); its interpreter teardown
+        # (TF, JAX) can take seconds more and is cut short below.
+        done = lambda fw: procs[fw].poll() is not None or (workdir / f"{fw}.json").exists()  # noqa: E731
+        while not all(done(fw) for fw in procs):
+            now = time.monotonic()
+            for fw, proc in procs.items():
+                if timeout and not done(fw) and now - started[fw] > timeout:
+                    _kill(proc)
+                    timed_out.add(fw)
+            time.sleep(0.05)
+        for proc in procs.values():
+            _kill(proc)
+    except KeyboardInterrupt:
+        finished = {fw for fw, proc in procs.items() if proc.poll() is not None
+                    or (workdir / f"{fw}.json").exists()}
+        for proc in procs.values():
+            _kill(proc)
+        runs = {fw: _collect(fw, procs[fw], workdir, timeout, fw in timed_out) if fw in finished
+                else _interrupted(fw) for fw in specs}
+        raise RunInterrupted(batch, runs) from None
     except BaseException:
-        for proc, _ in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-        for proc, _ in procs.values():
-            proc.wait()
+        for proc in procs.values():
+            _kill(proc)
         raise
     finally:
-        for _, log in procs.values():
+        for log in logs:
             log.close()
-    runs = {}
-    for fw, (proc, _) in procs.items():
-        report_path = workdir / f"{fw}.json"
-        if not report_path.exists():
-            last = _last_line(workdir / f"{fw}.log")
-            runs[fw] = FrameworkRun(fw, "crashed", error=f"worker died ({_signal_name(proc.returncode)})"
-                                    + (f"; last output: {last}" if last else ""))
-            continue
-        rep = json.loads(report_path.read_text())
-        run = FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
-                           rep.get("outputs", []), traceback=rep.get("traceback"))
-        run.explain = rep.get("explain")
-        run.imported = rep.get("imported")
-        if run.status == "ok":
-            run.outputs = np.load(workdir / f"{fw}.npz")
-            if (workdir / f"{fw}.f64.npz").exists():
-                run.outputs64 = np.load(workdir / f"{fw}.f64.npz")
-        runs[fw] = run
-    return batch, runs
+    return batch, {fw: _collect(fw, proc, workdir, timeout, fw in timed_out) for fw, proc in procs.items()}
+
+
+def _collect(fw: str, proc: subprocess.Popen, workdir: Path, timeout, timed_out: bool) -> FrameworkRun:
+    """Read one worker's report; a worker that left none crashed (or was stopped)."""
+    code = proc.returncode
+    sig = _signal_name(code) if code is not None and code < 0 else None
+    report_path = workdir / f"{fw}.json"
+    if timed_out or not report_path.exists():
+        last = _last_line(workdir / f"{fw}.log")
+        if timed_out:
+            why = f"worker stopped after the --timeout of {timeout:g}s ({sig or _signal_name(code)})"
+        else:
+            why = f"worker died ({_signal_name(code)}{_HINTS.get(sig, '')})"
+        return FrameworkRun(fw, "crashed", error=why + (f"; last output: {last}" if last else ""),
+                            signal=sig, returncode=code, timed_out=timed_out)
+    rep = json.loads(report_path.read_text())
+    run = FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
+                       rep.get("outputs", []), traceback=rep.get("traceback"))
+    run.explain = rep.get("explain")
+    run.imported = rep.get("imported")
+    if run.status == "ok":
+        run.outputs = np.load(workdir / f"{fw}.npz")
+        if (workdir / f"{fw}.f64.npz").exists():
+            run.outputs64 = np.load(workdir / f"{fw}.f64.npz")
+    return run
+
+
+_HINTS = {"SIGKILL": ": killed from outside, e.g. by the out-of-memory killer",
+          "SIGSEGV": ": segmentation fault in native code", "SIGABRT": ": aborted by native code"}

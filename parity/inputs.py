@@ -91,24 +91,24 @@ def has_tokenizer(path: Path) -> bool:
 
 
 def build(path, config: dict, *, texts=None, texts_file=None, batch_size=None,
-          max_length=64, seed=0) -> Batch:
+          max_length=64, seed=0, trust_remote_code=False) -> Batch:
     """Build the one batch of a check."""
     given = read_texts(texts, texts_file)
     if has_tokenizer(path):
         chosen = given or list(DEFAULT_TEXTS)
         if batch_size:
             chosen = [chosen[i % len(chosen)] for i in range(batch_size)]
-        return _tokenize(path, chosen, max_length, seed)
+        return _tokenize(path, chosen, max_length, seed, trust_remote_code)
     if given:
         raise UsageError(f"{path} has no tokenizer, so --text / --texts-file cannot be used",
                          "save the tokenizer into the checkpoint folder, or leave out --text to use seeded token ids")
     return random_ids(config, batch_size or 4, max_length, seed)
 
 
-def _tokenize(path, texts, max_length, seed) -> Batch:
+def _tokenize(path, texts, max_length, seed, trust_remote_code=False) -> Batch:
     try:
         from transformers import AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(str(path))
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as e:  # tokenizer code raises anything from OSError to TypeError
         raise UsageError(f"the tokenizer in {path} failed to load ({type(e).__name__}: "
                          f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'})",

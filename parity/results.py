@@ -51,6 +51,9 @@ class Results:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     seconds: dict = field(default_factory=dict)
     diagnosis: dict | None = None   # --explain (see diagnose.py)
+    # False when the run was stopped (Ctrl-C) before every framework and comparison finished.
+    complete: bool = True
+    interrupted: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -58,12 +61,9 @@ class Results:
 
     def save(self, path) -> Path:
         """Write atomically (temp file + rename): a reader never sees half a file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        from .atomic import write_atomic
+
+        return write_atomic(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     @classmethod
     def from_dict(cls, data: dict) -> "Results":

@@ -3,12 +3,20 @@
 Loads one framework's model while the parent builds the batch, waits for the
 batch file, runs it, and writes outputs (npz) and a report (json). Every
 failure becomes a report; only a crash leaves none, and the parent says so.
+
+Test hook: ``PARITY_TEST_FAULT=pt:segfault`` (comma list of
+``framework:kind[@load]``, kind one of kill, segfault, oom, hang) makes that
+framework's worker fail for real just before it runs the batch (or before it
+loads, with ``@load``): SIGKILL to itself, a NULL read through ctypes, an
+allocation under a lowered RLIMIT_AS, or a sleep that only --timeout ends.
+It exists for tests/test_faults.py; nothing else sets it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -43,11 +51,79 @@ def _wait_for(path: Path, timeout: float) -> None:
         time.sleep(0.02)
 
 
+FAULT_ENV = "PARITY_TEST_FAULT"
+
+
+def fault(framework: str, phase: str) -> None:
+    """Apply the test hook (see the module docstring) when it names this framework and phase."""
+    for item in os.environ.get(FAULT_ENV, "").split(","):
+        fw, _, kind = item.strip().partition(":")
+        kind, _, when = kind.partition("@")
+        if fw != framework or (when or "run") != phase:
+            continue
+        if kind == "kill":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif kind == "segfault":
+            import ctypes
+
+            ctypes.string_at(0)  # reads address 0: SIGSEGV
+        elif kind == "oom":
+            import resource
+
+            import numpy as np
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + (64 << 20), hard))
+            np.ones(1 << 30, dtype=np.float64)  # 8 GiB: over the limit, MemoryError
+        elif kind == "hang":
+            while True:
+                time.sleep(60)
+
+
+def _vm_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies, so no worker outlives a killed `parity`."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _weights_only_refusal(exc: BaseException | None) -> BaseException | None:
+    """torch's weights-only UnpicklingError in ``exc`` or the exceptions it was raised from."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__name__ == "UnpicklingError" and "Weights only load failed" in str(exc):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def error_line(exc: BaseException) -> str:
     from .errors import ParityError
 
     if isinstance(exc, ParityError):
         return exc.one_line()
+    refused = _weights_only_refusal(exc)
+    if refused is not None:
+        # torch's message is a screenful with terminal escapes (transformers wraps it in an OSError);
+        # the line that matters names the global.
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(refused))
+        what = f" (it names {m.group(1)})" if m else ""
+        return ParityError(f"torch's weights-only loader refused the pickled weights{what}: the file holds "
+                           "objects other than tensors, and unpickling them could run code",
+                           "re-save the weights as model.safetensors from a source you trust, or pass "
+                           "--source with another framework's weights").one_line()
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
 
@@ -65,11 +141,13 @@ def serve(request: dict) -> dict:
     t0 = time.perf_counter()
     try:
         runner = runner_class(fw)(LoadSpec(**request["spec"]))
+        fault(fw, "load")
         load = runner.load()
         report["load"] = load.to_dict()
         report["seconds"]["load"] = load.seconds
         _wait_for(Path(request["batch"]), request.get("batch_timeout", 3600))
         arrays = Batch.load_arrays(Path(request["batch"]))
+        fault(fw, "run")
         outputs = runner.run(arrays)
         report["seconds"]["run"] = runner.run_seconds
         out = Path(request["out"])
@@ -85,6 +163,9 @@ def serve(request: dict) -> dict:
             if out64 is not None:
                 np.savez(out.with_name(f"{fw}.f64.npz"), **out64)
             report["seconds"]["explain"] = time.perf_counter() - t1
+    except MemoryError as exc:  # the process cannot go on: a crash, said as such
+        report["status"] = "crashed"
+        report["error"] = f"out of memory ({error_line(exc)})"
     except Exception as exc:  # every failure is reported, never raised past the worker
         report["status"] = "error"
         report["error"] = error_line(exc)
@@ -96,6 +177,10 @@ def serve(request: dict) -> dict:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    die_with_parent()
+    import faulthandler
+
+    faulthandler.enable()  # a native crash leaves "Fatal Python error: ..." and the Python stack in the log
     request = json.loads(Path(argv[0]).read_text())
     block_imports(request.get("block_imports", []))
     report = serve(request)

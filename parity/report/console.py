@@ -1,6 +1,23 @@
-"""Console summary, rendered from a results dict (never from live objects)."""
+"""Console summary, rendered from a results dict (never from live objects).
+
+Strings in results can come from the checkpoint (its path, config, error
+messages quoting it): every line is passed through ``clean`` so that terminal
+escapes, carriage returns, newlines and bidi overrides print as visible
+escapes instead of acting on the terminal or forging lines.
+"""
 
 from __future__ import annotations
+
+import re
+
+# C0/C1 controls and DEL, plus the Unicode format characters that reorder or hide text.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def clean(text: str) -> str:
+    """One printable line: control and bidi characters become \\xNN / \\uNNNN escapes."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                       else f"\\u{ord(m.group()):04x}", str(text))
 
 
 def _num(x) -> str:
@@ -80,9 +97,10 @@ def render(results: dict, *, verbose: bool = False) -> str:
     if results.get("diagnosis"):
         lines += ["", *render_diagnosis(results["diagnosis"])]
     code = results["exit_code"]
-    meaning = {0: "all comparisons pass", 1: "parity mismatch", 3: "a framework could not load or run"}
+    meaning = {0: "all comparisons pass", 1: "parity mismatch", 3: "a framework could not load or run",
+               130: "interrupted, results incomplete"}
     lines += ["", f"verdict: {'PASS' if results['passed'] else 'FAIL'} (exit {code}: {meaning.get(code, '')})"]
-    return "\n".join(lines)
+    return "\n".join(clean(line) for line in lines)
 
 
 def render_diagnosis(diag: dict) -> list[str]:

@@ -31,6 +31,7 @@ class LoadSpec:
     output_attentions: bool = True
     cache_hit: str | None = None     # conversion-cache entry to load natively instead of converting
     cache_store: str | None = None   # where to keep this conversion for the next run
+    trust_remote_code: bool = False
 
 
 @dataclass

@@ -29,9 +29,10 @@ class FlaxRunner(Runner):
 
         cls = getattr(transformers, self.spec.class_name)
         path, tmp = self.spec.path, None
-        kwargs = {}
+        kwargs = {"trust_remote_code": self.spec.trust_remote_code}
         if self.spec.converted_from == "tf":
-            tmp = bridge.via_pytorch(path, self.spec.class_name, self.spec.weights, "tf")
+            tmp = bridge.via_pytorch(path, self.spec.class_name, self.spec.weights, "tf",
+                                     self.spec.trust_remote_code)
             path, kwargs["from_pt"] = str(tmp), True
         elif self.spec.converted_from == "pt":
             kwargs["from_pt"] = True

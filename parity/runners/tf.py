@@ -32,9 +32,10 @@ class TFRunner(Runner):
 
         cls = getattr(transformers, self.spec.class_name)
         path, tmp = self.spec.path, None
-        kwargs = {"output_loading_info": True}
+        kwargs = {"output_loading_info": True, "trust_remote_code": self.spec.trust_remote_code}
         if self.spec.converted_from == "flax":
-            tmp = bridge.via_pytorch(path, self.spec.class_name, self.spec.weights, "flax")
+            tmp = bridge.via_pytorch(path, self.spec.class_name, self.spec.weights, "flax",
+                                     self.spec.trust_remote_code)
             path, kwargs["from_pt"] = str(tmp), True
         elif self.spec.converted_from == "pt":
             kwargs["from_pt"] = True

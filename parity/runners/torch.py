@@ -20,7 +20,7 @@ def _to_numpy(t):
     return t.detach().cpu().numpy()
 
 
-def convert_to_pt(cls, path: str, weights: str, source: str, **init_kwargs):
+def convert_to_pt(cls, path: str, weights: str, source: str, trust_remote_code: bool = False, **init_kwargs):
     """Build ``cls`` from the config with real tensors and load TF or Flax weights into it.
 
     Returns (model, loading_info dict, note).
@@ -30,7 +30,7 @@ def convert_to_pt(cls, path: str, weights: str, source: str, **init_kwargs):
     if weights.endswith(".index.json"):
         raise FrameworkError(f"converting sharded {source} weights ({weights}) to PyTorch is not supported",
                              "pass --source with unsharded weights, or save the checkpoint unsharded")
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     model = cls._from_config(config, **init_kwargs)
     file = str(Path(path) / weights)
     if source == "tf":
@@ -69,13 +69,14 @@ class TorchRunner(Runner):
         init = {"attn_implementation": "eager"} if self.spec.output_attentions else {}  # SDPA returns no maps
         notes = []
         if self.spec.converted_from in ("tf", "flax"):
-            model, info, note = convert_to_pt(cls, self.spec.path, self.spec.weights, self.spec.converted_from, **init)
+            model, info, note = convert_to_pt(cls, self.spec.path, self.spec.weights, self.spec.converted_from,
+                                              trust_remote_code=self.spec.trust_remote_code, **init)
             notes.append(note)
         else:
             # Route explicitly to the file the plan names.
             model, info = cls.from_pretrained(self.spec.path, output_loading_info=True,
                                               use_safetensors=self.spec.weights.startswith("model.safetensors"),
-                                              **init)
+                                              trust_remote_code=self.spec.trust_remote_code, **init)
         on_meta = [n for n, p in model.named_parameters() if p.is_meta]
         if on_meta:
             raise FrameworkError(f"{len(on_meta)} parameters were never loaded (still on the meta device, "
