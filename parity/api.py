@@ -30,7 +30,9 @@ def check(path, **options) -> Results:
     return run_check(CheckConfig(path=str(path), **options).validated())
 
 
-def run_check(cfg: CheckConfig) -> Results:
+def run_check(cfg: CheckConfig, *, progress=None, save: bool = True) -> Results:
+    """Run a validated config. ``progress(subject, state)`` receives loading / running /
+    done per framework and comparing per pair; ``save=False`` skips results.json."""
     t_start = time.perf_counter()
     ckpt = Checkpoint.open(cfg.path)
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
@@ -69,7 +71,8 @@ def run_check(cfg: CheckConfig) -> Results:
 
     fingerprint = ckpt.fingerprint()
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
-        batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline, device=cfg.device)
+        batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline, device=cfg.device,
+                              progress=progress)
         for fw, run in runs.items():
             entry = fw_results[fw]
             entry["status"], entry["error"] = run.status, run.error
@@ -79,7 +82,7 @@ def run_check(cfg: CheckConfig) -> Results:
             if run.load:
                 entry["device"] = run.load["device"]
                 entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
-        comparisons = _compare_all(cfg, runs, batch)
+        comparisons = _compare_all(cfg, runs, batch, progress)
         for run in runs.values():
             if hasattr(run.outputs, "close"):
                 run.outputs.close()
@@ -101,12 +104,12 @@ def run_check(cfg: CheckConfig) -> Results:
         config=cfg.to_dict(), frameworks=fw_results, comparisons=comparisons,
         seconds={"total": time.perf_counter() - t_start},
     )
-    if cfg.report_dir:
+    if cfg.report_dir and save:
         results.save(Path(cfg.report_dir) / "results.json")
     return results
 
 
-def _compare_all(cfg: CheckConfig, runs: dict, batch) -> list[dict]:
+def _compare_all(cfg: CheckConfig, runs: dict, batch, progress=None) -> list[dict]:
     ref = runs.get(cfg.reference)
     if ref is None or ref.status != "ok":
         return []
@@ -115,6 +118,8 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch) -> list[dict]:
         run = runs.get(fw)
         if fw == cfg.reference or run is None or run.status != "ok":
             continue
+        if progress:
+            progress(f"{cfg.reference} vs {fw}", "comparing")
         names = [n for n in ref.names if group(n) in cfg.outputs]
         names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs]
         comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),

@@ -48,7 +48,29 @@ def _add_check(sub) -> None:
     p.add_argument("--report-dir", help="where results.json goes (default: reports/<checkpoint name>)")
     p.add_argument("--inline", action="store_true", help="run every framework in this process (debugging)")
     p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")
+    _add_format(p)
     p.set_defaults(func=_cmd_check)
+
+
+def _add_format(p) -> None:
+    from .report.write import DEFAULT, FORMATS
+
+    p.add_argument("--format", default=DEFAULT, dest="formats",
+                   help=f"comma list of {', '.join(FORMATS)} (default: {DEFAULT})")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="render saved results.json files again (and an index over several)",
+                       description="Render reports from results.json files alone. With several files, "
+                                   "each report goes next to its results (or into OUT/<folder>/) and "
+                                   "an index.html linking them into OUT.")
+    p.add_argument("results", nargs="+", help="results.json files written by parity check")
+    p.add_argument("--out", help="output folder (default: the results file's folder; with several files, "
+                                 "their common parent)")
+    p.add_argument("--format", default="console,html", dest="formats",
+                   help="comma list of console, json, md, html, junit (default: console,html)")
+    p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")
+    p.set_defaults(func=_cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _add_check(sub)
+    _add_report(sub)
     return parser
 
 
@@ -65,6 +88,9 @@ def _cmd_check(args) -> int:
     if not args.inline:
         for key, value in QUIET_PARENT_ENV.items():
             os.environ.setdefault(key, value)
+    from .report.write import parse_formats
+
+    formats = parse_formats(args.formats)
     report_dir = args.report_dir or str(Path("reports") / (Path(args.path).resolve().name or "checkpoint"))
     cfg = CheckConfig(
         path=args.path, task=args.task, frameworks=args.frameworks, reference=args.reference,
@@ -75,12 +101,68 @@ def _cmd_check(args) -> int:
         outputs=args.outputs, report_dir=report_dir, inline=args.inline,
     ).validated()
     from .api import run_check
-    from .report import console
+    from .report import write
+    from .report.progress import Progress
 
-    results = run_check(cfg)
-    print(console.render(results.to_dict(), verbose=args.verbose))
-    print(f"results: {Path(report_dir) / 'results.json'}")
+    progress = Progress()
+    try:
+        results = run_check(cfg, progress=progress, save="json" in formats)
+    finally:
+        progress.close()
+    data = results.to_dict()
+    files = write.write(data, [f for f in formats if f != "json"], report_dir)  # results.json saved by run_check
+    if "console" in formats:
+        print(write.render(data, "console", verbose=args.verbose))
+    if "json" in formats:
+        print(f"results: {Path(report_dir) / 'results.json'}")
+    for f in files:
+        print(f"report: {f}")
     return results.exit_code
+
+
+def _cmd_report(args) -> int:
+    """Render saved results again; every file is read and rendered before anything is written."""
+    import os
+
+    from .report import index, write
+    from .results import Results
+
+    formats = write.parse_formats(args.formats)
+    paths = [Path(p) for p in args.results]
+    loaded = [Results.load(p).to_dict() for p in paths]
+    if len(paths) == 1:
+        dirs = [Path(args.out) if args.out else paths[0].parent]
+        out = dirs[0]
+    else:
+        out = Path(args.out) if args.out else Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+        dirs, seen = [], set()
+        for p in paths:
+            name = p.resolve().parent.name or "results"
+            stem, k = name, 1
+            while name in seen:
+                k += 1
+                name = f"{stem}-{k}"
+            seen.add(name)
+            dirs.append(out / name if args.out else p.parent)
+    pending = {}
+    for data, d, src in zip(loaded, dirs, paths):
+        files = write.render_files(data, formats, d)
+        if (d / "results.json").resolve() == src.resolve():
+            files.pop(d / "results.json", None)  # never rewrite the input in place
+        pending.update(files)
+    if len(paths) > 1:
+        links = [(os.path.relpath(d / "report.html", out) if "html" in formats else None, data)
+                 for data, d in zip(loaded, dirs)]
+        pending[out / "index.html"] = index.render(links)
+    write.check_writable(t.parent for t in pending)
+    for target, text in pending.items():
+        write.write_text(target, text)
+    if "console" in formats:
+        print("\n\n".join(write.render(data, "console", verbose=args.verbose) for data in loaded))
+    for target in pending:
+        print(f"report: {target}")
+    worst = max((d["exit_code"] for d in loaded), default=0)
+    return 0 if worst == 0 else (3 if any(d["exit_code"] == 3 for d in loaded) else 1)
 
 
 def main(argv=None) -> int:

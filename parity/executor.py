@@ -67,24 +67,35 @@ def _last_line(log: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+Progress = Callable[[str, str], None]  # (framework or pair, state): the CLI shows these on a TTY
+
+
+def _quiet(subject: str, state: str) -> None:
+    pass
+
+
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,
-            inline: bool = False, device: str = "auto") -> tuple[Batch, dict[str, FrameworkRun]]:
+            inline: bool = False, device: str = "auto",
+            progress: Progress | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
+    progress = progress or _quiet
     if inline:
         batch = make_batch()
-        return batch, {fw: _inline(fw, spec, batch) for fw, spec in specs.items()}
-    return _in_workers(specs, make_batch, Path(workdir), device)
+        return batch, {fw: _inline(fw, spec, batch, progress) for fw, spec in specs.items()}
+    return _in_workers(specs, make_batch, Path(workdir), device, progress)
 
 
-def _inline(fw: str, spec: LoadSpec, batch: Batch) -> FrameworkRun:
+def _inline(fw: str, spec: LoadSpec, batch: Batch, progress: Progress = _quiet) -> FrameworkRun:
     from .runners import runner_class
     from .worker import error_line
 
     run = FrameworkRun(fw, "ok")
     t0 = time.perf_counter()
     try:
+        progress(fw, "loading")
         runner = runner_class(fw)(spec)
         run.load = runner.load().to_dict()
         run.seconds["load"] = run.load["seconds"]
+        progress(fw, "running")
         run.outputs = runner.run(batch.arrays)
         run.seconds["run"] = runner.run_seconds
         run.names = list(run.outputs)
@@ -92,16 +103,36 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch) -> FrameworkRun:
         import traceback
         run.status, run.error, run.traceback = "error", error_line(exc), traceback.format_exc(limit=-8)
     run.seconds["total"] = time.perf_counter() - t0
+    progress(fw, "done" if run.status == "ok" else run.status)
     return run
 
 
-def _in_workers(specs, make_batch, workdir: Path, device: str):
+def _wait_all(procs: dict, workdir: Path, progress: Progress) -> None:
+    """Wait for every worker, reporting loading -> running (the worker's marker file) -> done."""
+    state = {}
+    while True:
+        pending = False
+        for fw, (proc, _) in procs.items():
+            code = proc.poll()
+            now = ("done" if code == 0 and (workdir / f"{fw}.json").exists() else "crashed") if code is not None \
+                else ("running" if (workdir / f"{fw}.loaded").exists() else "loading")
+            pending = pending or code is None
+            if state.get(fw) != now:
+                state[fw] = now
+                progress(fw, now)
+        if not pending:
+            return
+        time.sleep(0.1)
+
+
+def _in_workers(specs, make_batch, workdir: Path, device: str, progress: Progress = _quiet):
     batch_path = workdir / "batch.npz"
     procs = {}
     env = child_env(device)
     for fw, spec in specs.items():
         req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
-               "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json")}
+               "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
+               "loaded": str(workdir / f"{fw}.loaded")}
         req_path = workdir / f"{fw}.request.json"
         req_path.write_text(json.dumps(req))
         log = open(workdir / f"{fw}.log", "wb")
@@ -110,8 +141,7 @@ def _in_workers(specs, make_batch, workdir: Path, device: str):
     try:
         batch = make_batch()
         batch.save(batch_path)
-        for proc, _ in procs.values():
-            proc.wait()
+        _wait_all(procs, workdir, progress)
     except BaseException:
         for proc, _ in procs.values():
             if proc.poll() is None:
