@@ -29,7 +29,7 @@ h3{font-size:15px;margin:18px 0 6px}
 .meta{color:var(--mute)}code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px;width:100%}
 th,td{border:1px solid var(--line);padding:3px 6px;text-align:left;vertical-align:top}
-th{background:var(--bg)}td.n{text-align:right;font-family:ui-monospace,Menlo,Consolas,monospace}
+th{background:var(--bg)}td.n{text-align:right;white-space:nowrap;font-family:ui-monospace,Menlo,Consolas,monospace}
 tr.bad td{background:#fff5f5}
 .scroll{overflow-x:auto}
 .charts{display:flex;flex-wrap:wrap;gap:18px}.charts figure{margin:0;flex:1 1 420px;min-width:0}
@@ -74,7 +74,7 @@ def layer_chart(comp: dict) -> str:
     vals = [v for s in series.values() for _, mx, mn in s for v in (mx, mn)] + [atol]
     lo, hi = _log_range(vals)
     layers = sorted({n for s in series.values() for n, _, _ in s})
-    W, H, L, R, T, B = 520, 250, 58, 118, 12, 34
+    W, H, L, R, T, B = 520, 250, 58, 104, 12, 34
     pw, ph = W - L - R, H - T - B
     x = lambda n: L + (pw * (n - layers[0]) / max(layers[-1] - layers[0], 1) if len(layers) > 1 else pw / 2)
     y = lambda v: T + ph * (hi - math.log10(max(v, 10 ** lo))) / (hi - lo)
@@ -105,7 +105,7 @@ def layer_chart(comp: dict) -> str:
                 fill = col if stat == "max" else "#fff"
                 out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{fill}" stroke="{col}">'
                            f'<title>{e(grp)}.{p[0]} {stat} abs diff {num(p[i])}</title></circle>')
-            legend.append((f"{grp} {stat}", col, dash))
+            legend.append((f"{'attn' if grp == 'attentions' else 'hidden'} {stat}", col, dash))
     legend.append((f"atol {atol:g}", "#cf222e", "6 3"))
     for j, (label, col, dash) in enumerate(legend):
         ly = T + 10 + 16 * j
@@ -122,15 +122,16 @@ def heat_map(comp: dict, inputs: dict) -> str:
         return ""
     values = te["values"]
     mask = inputs.get("attention_mask")
+    uid = "".join(c for c in f"{comp['reference']}-{comp['candidate']}" if c.isalnum() or c == "-")  # unique ids
     nonfinite = {tuple(p) for p in te.get("nonfinite") or []}
     lo, hi = _log_range([v for row in values for v in row if v is not None])
     rows, cols = len(values), max(len(r) for r in values)
-    cell = max(6, min(22, 600 // max(cols, 1)))
+    cell = max(6, min(24, 720 // max(cols, 1)))
     L, T = 34, 8
     W, H = L + cols * cell + 90, T + rows * cell + 30
     out = [f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
            f'aria-label="abs diff per batch row and token of {e(te.get("output"))}">',
-           '<defs><pattern id="pad" width="4" height="4" patternUnits="userSpaceOnUse" '
+           f'<defs><pattern id="pad-{uid}" width="4" height="4" patternUnits="userSpaceOnUse" '
            'patternTransform="rotate(45)"><rect width="4" height="4" fill="#eaeef2"/>'
            '<line x1="0" y1="0" x2="0" y2="4" stroke="#8c959f" stroke-width="1.5"/></pattern></defs>']
     for b, row in enumerate(values):
@@ -141,7 +142,7 @@ def heat_map(comp: dict, inputs: dict) -> str:
             if (b, t) in nonfinite:
                 fill, tip = "#cf222e", "NaN/Inf"
             elif padded:
-                fill, tip = "url(#pad)", "padded (excluded)"
+                fill, tip = f"url(#pad-{uid})", "padded (excluded)"
             else:
                 frac = 0.0 if not v else (math.log10(v) - lo) / (hi - lo)
                 fill, tip = color(frac), f"max abs diff {v:.3g}"
@@ -152,9 +153,9 @@ def heat_map(comp: dict, inputs: dict) -> str:
     out.append(f'<text x="{L}" y="{H - 2}">token →</text>')
     gx = L + cols * cell + 14
     gh = max(rows * cell, 40)
-    out.append('<defs><linearGradient id="scale" x1="0" y1="1" x2="0" y2="0">' + "".join(
+    out.append(f'<defs><linearGradient id="scale-{uid}" x1="0" y1="1" x2="0" y2="0">' + "".join(
         f'<stop offset="{i / 4:.2f}" stop-color="{color(i / 4)}"/>' for i in range(5)) + "</linearGradient></defs>")
-    out.append(f'<rect x="{gx}" y="{T}" width="12" height="{gh}" fill="url(#scale)"/>'
+    out.append(f'<rect x="{gx}" y="{T}" width="12" height="{gh}" fill="url(#scale-{uid})"/>'
                f'<text x="{gx + 16}" y="{T + 9}">1e{int(hi)}</text><text x="{gx + 16}" y="{T + gh}">1e{int(lo)}</text>')
     out.append("</svg>")
     return "".join(out)
@@ -228,7 +229,7 @@ def load_section(results: dict) -> str:
         load = fw.get("load") or {}
         status = e(fw.get("status"))
         if fw.get("error"):
-            status += f"<br><small>{e(fw['error'])}</small>"
+            status += f"<div><small>{e(fw['error'])}</small></div>"
         rows.append(f"<tr><td>{e(name)}</td><td>{status}</td><td><code>{e(fw.get('class_name'))}</code></td>"
                     f"<td>{e(source(fw))}</td><td>{e(fw.get('device'))}</td>"
                     f'<td class="n">{num(sec.get("load"), ".2f")}</td><td class="n">{num(sec.get("run"), ".2f")}</td>'

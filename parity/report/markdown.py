@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import diagnoses, num, pair_name, source, verdict, verdict_line
+from .common import diagnoses, num, pair_name, source, verdict_line
 from .console import mismatch_message
 
 LIMIT = 64 * 1024      # GitHub job summaries and PR comments cap around 64 KiB / 65536 characters
@@ -78,10 +78,9 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
     text = "\n".join(lines) + "\n"
     if len(text.encode("utf-8")) > limit:
         # Never exceed the host's cap: keep the verdict and summary, drop the tables.
-        head = text.encode("utf-8")[: limit - 200].decode("utf-8", "ignore").rsplit("\n", 1)[0]
-        text = head + f"\n\n_(report truncated to {limit // 1024} KiB; see report.html)_\n"
+        head = text.encode("utf-8")[: limit - 400].decode("utf-8", "ignore").rsplit("\n", 1)[0]
+        still_open = head.count("<details>") - head.count("</details>")
+        text = head + "\n" + "\n\n</details>" * still_open + \
+            f"\n\n_(report truncated to {limit // 1024} KiB; see report.html)_\n"
     return text
 
-
-def title(results: dict) -> str:
-    return f"parity {verdict(results)}"
