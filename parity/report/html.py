@@ -31,8 +31,9 @@ table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px;width:100%}
 th,td{border:1px solid var(--line);padding:3px 6px;text-align:left;vertical-align:top}
 th{background:var(--bg)}td.n{text-align:right;white-space:nowrap;font-family:ui-monospace,Menlo,Consolas,monospace}
 tr.bad td{background:#fff5f5}
-.scroll{overflow-x:auto}
-.charts{display:flex;flex-wrap:wrap;gap:18px}.charts figure{margin:0;flex:1 1 420px;min-width:0}
+.scroll{overflow-x:auto}table.metrics{font-size:11.5px}table.metrics td,table.metrics th{padding:2px 4px}
+.charts{display:flex;flex-wrap:wrap;gap:18px}.charts figure{margin:0;flex:0 1 520px;min-width:0}
+.charts figure.wide{flex:1 1 100%}
 figcaption{color:var(--mute);font-size:12px}
 svg{max-width:100%;height:auto}svg text{font:11px system-ui,sans-serif;fill:#1f2328}
 ul.tight{margin:4px 0;padding-left:20px}
@@ -127,18 +128,19 @@ def heat_map(comp: dict, inputs: dict) -> str:
     lo, hi = _log_range([v for row in values for v in row if v is not None])
     rows, cols = len(values), max(len(r) for r in values)
     cell = max(6, min(24, 720 // max(cols, 1)))
+    ch = max(cell, min(28, 200 // max(rows, 1)))  # cell height: few rows get taller cells
     L, T = 34, 8
-    W, H = L + cols * cell + 90, T + rows * cell + 30
+    W, H = L + cols * cell + 90, T + rows * ch + 30
     out = [f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
            f'aria-label="abs diff per batch row and token of {e(te.get("output"))}">',
            f'<defs><pattern id="pad-{uid}" width="4" height="4" patternUnits="userSpaceOnUse" '
            'patternTransform="rotate(45)"><rect width="4" height="4" fill="#eaeef2"/>'
            '<line x1="0" y1="0" x2="0" y2="4" stroke="#8c959f" stroke-width="1.5"/></pattern></defs>']
     for b, row in enumerate(values):
-        out.append(f'<text x="{L - 4}" y="{T + b * cell + cell * 0.7:.1f}" text-anchor="end">{b}</text>')
+        out.append(f'<text x="{L - 4}" y="{T + b * ch + ch * 0.65:.1f}" text-anchor="end">{b}</text>')
         for t, v in enumerate(row):
             padded = v is None or (mask is not None and b < len(mask) and t < len(mask[b]) and not mask[b][t])
-            xx, yy = L + t * cell, T + b * cell
+            xx, yy = L + t * cell, T + b * ch
             if (b, t) in nonfinite:
                 fill, tip = "#cf222e", "NaN/Inf"
             elif padded:
@@ -146,13 +148,13 @@ def heat_map(comp: dict, inputs: dict) -> str:
             else:
                 frac = 0.0 if not v else (math.log10(v) - lo) / (hi - lo)
                 fill, tip = color(frac), f"max abs diff {v:.3g}"
-            out.append(f'<rect x="{xx}" y="{yy}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff" '
+            out.append(f'<rect x="{xx}" y="{yy}" width="{cell}" height="{ch}" fill="{fill}" stroke="#fff" '
                        f'stroke-width="0.5"><title>row {b}, token {t}: {tip}</title></rect>')
     for t in range(0, cols, max(1, cols // 8)):
-        out.append(f'<text x="{L + t * cell + cell / 2:.1f}" y="{T + rows * cell + 13}" text-anchor="middle">{t}</text>')
+        out.append(f'<text x="{L + t * cell + cell / 2:.1f}" y="{T + rows * ch + 13}" text-anchor="middle">{t}</text>')
     out.append(f'<text x="{L}" y="{H - 2}">token →</text>')
     gx = L + cols * cell + 14
-    gh = max(rows * cell, 40)
+    gh = max(rows * ch, 40)
     out.append(f'<defs><linearGradient id="scale-{uid}" x1="0" y1="1" x2="0" y2="0">' + "".join(
         f'<stop offset="{i / 4:.2f}" stop-color="{color(i / 4)}"/>' for i in range(5)) + "</linearGradient></defs>")
     out.append(f'<rect x="{gx}" y="{T}" width="12" height="{gh}" fill="url(#scale-{uid})"/>'
@@ -162,23 +164,23 @@ def heat_map(comp: dict, inputs: dict) -> str:
 
 
 def output_table(comp: dict) -> str:
-    head = ("output", "shape", "max abs", "mean abs", "max rel", "cosine", "req. atol", "mismatched", "share",
-            "worst index", "NaN/Inf ref/cand", "atol", "rtol", "padding excluded", "verdict")
+    head = ("output", "shape", "max abs", "mean abs", "max rel", "cosine", "req. atol", "mismatched",
+            "worst index", "NaN/Inf", "atol / rtol", "masked", "verdict")
     rows = []
     for r in comp["outputs"]:
         nf = r.get("nonfinite") or {}
         cells = [f"<code>{e(r['name'])}</code>", e(shape(r)), num(r.get("max_abs_diff")), num(r.get("mean_abs_diff")),
                  num(r.get("max_rel_diff")), num(r.get("cosine"), ".6f"), num(r.get("required_atol")),
-                 f"{r.get('mismatched', 0)}/{r.get('total', 0)}", f"{100 * (r.get('mismatched_share') or 0):.1f}%",
-                 e(tuple(r["worst_index"]) if r.get("worst_index") else None),
-                 f"{nf.get('reference', 0)}/{nf.get('candidate', 0)}", f"{r['atol']:g}", f"{r['rtol']:g}",
+                 f"{r.get('mismatched', 0)}/{r.get('total', 0)} ({100 * (r.get('mismatched_share') or 0):.1f}%)",
+                 e(",".join(map(str, r["worst_index"])) if r.get("worst_index") else None),
+                 f"{nf.get('reference', 0)}/{nf.get('candidate', 0)}", f"{r['atol']:g} / {r['rtol']:g}",
                  "yes" if r.get("masked") else "no",
                  '<span class="pass">PASS</span>' if r["passed"] else '<span class="failtxt">FAIL</span>']
-        tds = "".join(f'<td class="n">{c}</td>' if 2 <= i <= 12 else f"<td>{c}</td>" for i, c in enumerate(cells))
+        tds = "".join(f'<td class="n">{c}</td>' if 2 <= i <= 10 else f"<td>{c}</td>" for i, c in enumerate(cells))
         rows.append(f'<tr class="{"" if r["passed"] else "bad"}">{tds}</tr>')
         if r.get("error"):
             rows.append(f'<tr class="bad"><td colspan="{len(head)}">{e(r["error"])}</td></tr>')
-    return ('<div class="scroll"><table><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
+    return ('<div class="scroll"><table class="metrics"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
@@ -202,7 +204,7 @@ def pair_section(comp: dict, inputs: dict) -> str:
                          "log scale; red dashed line: atol.</figcaption></figure>")
         if heat:
             te = comp["token_error"]
-            parts.append(f"<figure>{heat}<figcaption>Abs diff of <code>{e(te['output'])}</code> (the token-aligned "
+            parts.append('<figure class="wide">' + f"{heat}<figcaption>Abs diff of <code>{e(te['output'])}</code> (the token-aligned "
                          f"output with the largest max abs diff, {num(te.get('max_abs_diff'))}) per batch row and "
                          "token, max over the other axes; hatched: padded (excluded).</figcaption></figure>")
         parts.append("</div>")
