@@ -51,8 +51,8 @@ def token_axes(name: str, shape: tuple, tokens: tuple | None) -> tuple | None:
     if tokens is None or len(shape) < 2 or tuple(shape[:1]) != tokens[:1]:
         return None
     b, t = tokens
-    if outnames.group(name) == "attentions" and len(shape) == 4 and shape[2] == t and shape[3] == t:
-        return (1, 3)
+    if outnames.group(name) == "attentions":
+        return (1, 3) if len(shape) == 4 and shape[2] == t and shape[3] == t else None
     if shape[1] == t and (len(shape) >= 3 or name.split(".")[0] in TOKEN_LEVEL_2D):
         return tuple(range(2, len(shape)))
     return None
