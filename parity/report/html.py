@@ -242,15 +242,15 @@ def load_section(results: dict) -> str:
             "unexpected: weights in the file the model does not use.</p>")
 
 
-def generic(value, depth: int = 0) -> str:
+def generic(value) -> str:
     """Render any JSON value: dicts as key/value tables, lists of dicts as tables, scalars escaped."""
     if isinstance(value, dict):
-        return "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{generic(v, depth + 1)}</td></tr>"
+        return "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{generic(v)}</td></tr>"
                                    for k, v in value.items()) + "</table>"
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         keys = list(dict.fromkeys(k for v in value for k in v))
         return ("<table><tr>" + "".join(f"<th>{e(k)}</th>" for k in keys) + "</tr>"
-                + "".join("<tr>" + "".join(f"<td>{generic(v.get(k), depth + 1)}</td>" for k in keys) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{generic(v.get(k))}</td>" for k in keys) + "</tr>"
                           for v in value) + "</table>")
     if isinstance(value, list):
         return e(", ".join(str(v) for v in value)) if value else "-"

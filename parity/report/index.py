@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import pair_name, verdict, verdict_line
+from .common import pair_name, verdict_line
 from .html import CSS, e
 
 
@@ -31,10 +31,3 @@ def render(entries: list) -> str:
             f"<div>{len(entries) - n_fail} pass, {n_fail} fail</div></div>"
             "<table><tr><th>checkpoint</th><th>model_type</th><th>task</th><th>verdict</th><th>pairs</th>"
             f"<th>created</th></tr>{''.join(rows)}</table></body></html>\n")
-
-
-def overall(entries: list) -> str:
-    return "PASS" if all(r.get("passed") for _, r in entries) else "FAIL"
-
-
-__all__ = ["render", "overall", "verdict"]
