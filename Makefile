@@ -10,7 +10,7 @@ XDIST  ?= 2
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean chromium screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/parity check "$$($(BIN)/python -m fixtures.minilm)" --report-dir reports/demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n $(XDIST) --dist loadgroup -q
 
+# Debian's chromium for the HTML-report browser test. Installed only where we are root with apt-get;
+# anywhere else (or if apt fails) the test skips with its reason and `make test` goes on.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+	    >/dev/null) || echo "make: chromium could not be installed; the browser test will skip"; \
+	else echo "make: chromium is not installed (needs root and apt-get); the browser test will skip"; fi
+
+# docs/report.png: the HTML report of a committed results file (a real tiny-model run), screenshotted
+# by headless chromium.
+screenshot: $(STAMP) chromium
+	$(BIN)/parity report fixtures/results/fail.json --out reports/screenshot --format html; test $$? -le 1
+	$(BIN)/python -m fixtures.chromium reports/screenshot/report.html docs/report.png --width 1100
+
 clean:
-	rm -rf $(VENV) .cache reports/demo
+	rm -rf $(VENV) .cache reports/demo reports/screenshot

@@ -41,8 +41,12 @@ class Interrupted(KeyboardInterrupt):
         self.path = path
 
 
-def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
-    """Run one check; ``batch`` replaces the built batch (replays, recorded inputs)."""
+def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=None,
+              save: bool = True) -> Results:
+    """Run one check; ``batch`` replaces the built batch (replays, recorded inputs).
+
+    ``progress(subject, state)`` hears loading / running / done per framework and comparing
+    per pair; ``save=False`` skips results.json."""
     t_start = time.perf_counter()
     ckpt = Checkpoint.open(cfg.path, trust_remote_code=cfg.trust_remote_code)
     _check_max_length(ckpt.config, cfg.max_length)
@@ -93,7 +97,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
         try:
             batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline,
-                                  device=cfg.device, explain=explain, timeout=cfg.timeout)
+                                  device=cfg.device, explain=explain, timeout=cfg.timeout,
+                                  progress=progress)
             interrupted = False
         except RunInterrupted as stop:
             batch, runs, interrupted = stop.batch, stop.runs, True
@@ -114,7 +119,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
         comparisons = []
         if batch is not None:
             try:
-                _compare_all(cfg, runs, batch, comparisons)
+                _compare_all(cfg, runs, batch, comparisons, progress)
                 if cfg.explain:
                     from .diagnose import diagnose
 
@@ -147,7 +152,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None) -> Results:
         seconds={"total": time.perf_counter() - t_start}, diagnosis=diagnosis,
         complete=not interrupted, interrupted=interrupted,
     )
-    path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir else None
+    path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None
     if interrupted:
         raise Interrupted(results, path)
     if cfg.save_replay:
@@ -170,7 +175,7 @@ def _check_max_length(config: dict, max_length: int) -> None:
                          "(max_position_embeddings in config.json)", f"pass --max-length {limit} or less")
 
 
-def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list) -> list[dict]:
+def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=None) -> list[dict]:
     ref = runs.get(cfg.reference)
     if ref is None or ref.status != "ok":
         return comparisons
@@ -178,6 +183,8 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list) -> list
         run = runs.get(fw)
         if fw == cfg.reference or run is None or run.status != "ok":
             continue
+        if progress:
+            progress(f"{cfg.reference} vs {fw}", "comparing")
         names = [n for n in ref.names if group(n) in cfg.outputs]
         names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs]
         comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),

@@ -58,6 +58,7 @@ def _add_check(sub) -> None:
                                      "killed and reported as crashed (default: no limit)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let Python code shipped in the checkpoint run (auto_map); off by default")
+    _add_format(p)
     p.set_defaults(func=_cmd_check)
 
 
@@ -66,7 +67,29 @@ def _add_replay(sub) -> None:
     p.add_argument("dir", help="folder written by --save-replay")
     p.add_argument("--report-dir", help="where results.json goes (default: DIR/replayed)")
     p.add_argument("--explain", action="store_true", help="add the diagnosis (see `parity check --explain`)")
+    _add_format(p)
     p.set_defaults(func=_cmd_replay)
+
+
+def _add_format(p) -> None:
+    from .report.write import DEFAULT, FORMATS
+
+    p.add_argument("--format", default=DEFAULT, dest="formats",
+                   help=f"comma list of {', '.join(FORMATS)} (default: {DEFAULT})")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="render saved results.json files again (and an index over several)",
+                       description="Render reports from results.json files alone. With several files, "
+                                   "each report goes next to its results (or into OUT/<folder>/) and "
+                                   "an index.html linking them into OUT.")
+    p.add_argument("results", nargs="+", help="results.json files written by parity check")
+    p.add_argument("--out", help="output folder (default: the results file's folder; with several files, "
+                                 "their common parent)")
+    p.add_argument("--format", default="console,html", dest="formats",
+                   help="comma list of console, json, md, html, junit (default: console,html)")
+    p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")
+    p.set_defaults(func=_cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _add_check(sub)
     _add_replay(sub)
+    _add_report(sub)
     return parser
 
 
@@ -92,25 +116,39 @@ def _cmd_check(args) -> int:
         save_replay=args.save_replay, cache=not args.no_cache,
         timeout=args.timeout, trust_remote_code=args.trust_remote_code,
     ).validated()
-    return _run_and_print(cfg, None, verbose=args.verbose)
+    return _run_and_print(cfg, None, args.formats, verbose=args.verbose)
 
 
-def _run_and_print(cfg, batch, *, verbose: bool) -> int:
+def _run_and_print(cfg, batch, formats: str, *, verbose: bool) -> int:
+    """Run, then write the reports from the saved results and print the console form."""
     from .api import Interrupted, run_check
-    from .report import console
+    from .report import write
+    from .report.progress import Progress
 
+    formats = write.parse_formats(formats)
     if not cfg.inline:
         for key, value in QUIET_PARENT_ENV.items():
             os.environ.setdefault(key, value)
+    progress = Progress()
     try:
-        results = run_check(cfg, batch)
+        results = run_check(cfg, batch, progress=progress, save="json" in formats)
     except Interrupted as stop:
-        print(console.render(stop.results.to_dict(), verbose=verbose))
+        progress.close()
+        print(write.render(stop.results.to_dict(), "console", verbose=verbose))
         print(f"results: {stop.path} (incomplete: interrupted)")
         print(f"parity: interrupted; {stop.path} is marked complete: false", file=sys.stderr)
         return stop.results.exit_code
-    print(console.render(results.to_dict(), verbose=verbose))
-    print(f"results: {Path(cfg.report_dir) / 'results.json'}")
+    finally:
+        progress.close()
+    data = results.to_dict()
+    report_dir = Path(cfg.report_dir)
+    files = write.write(data, [f for f in formats if f != "json"], report_dir)  # results.json saved by run_check
+    if "console" in formats:
+        print(write.render(data, "console", verbose=verbose))
+    if "json" in formats:
+        print(f"results: {report_dir / 'results.json'}")
+    for f in files:
+        print(f"report: {f}")
     if cfg.save_replay:
         print(f"replay: parity replay {cfg.save_replay}")
     return results.exit_code
@@ -122,7 +160,7 @@ def _cmd_replay(args) -> int:
     cfg, batch, meta = load(Path(args.dir))
     cfg.report_dir = args.report_dir or str(Path(args.dir) / "replayed")
     cfg.explain = cfg.explain or args.explain
-    return _run_and_print(cfg, batch, verbose=False)
+    return _run_and_print(cfg, batch, args.formats, verbose=False)
 
 
 def _sigterm_as_interrupt() -> None:
@@ -136,6 +174,51 @@ def _sigterm_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (main() called from a thread)
         pass
+
+
+def _cmd_report(args) -> int:
+    """Render saved results again; every file is read and rendered before anything is written."""
+    import os
+
+    from .report import index, write
+    from .results import Results
+
+    formats = write.parse_formats(args.formats)
+    paths = [Path(p) for p in args.results]
+    loaded = [Results.load(p).to_dict() for p in paths]
+    if len(paths) == 1:
+        dirs = [Path(args.out) if args.out else paths[0].parent]
+        out = dirs[0]
+    else:
+        out = Path(args.out) if args.out else Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+        dirs, seen = [], set()
+        for p in paths:
+            name = p.resolve().parent.name or "results"
+            stem, k = name, 1
+            while name in seen:
+                k += 1
+                name = f"{stem}-{k}"
+            seen.add(name)
+            dirs.append(out / name if args.out else p.parent)
+    pending = {}
+    for data, d, src in zip(loaded, dirs, paths):
+        files = write.render_files(data, formats, d)
+        if (d / "results.json").resolve() == src.resolve():
+            files.pop(d / "results.json", None)  # never rewrite the input in place
+        pending.update(files)
+    if len(paths) > 1:
+        links = [(os.path.relpath(d / "report.html", out) if "html" in formats else None, data)
+                 for data, d in zip(loaded, dirs)]
+        pending[out / "index.html"] = index.render(links)
+    write.check_writable(t.parent for t in pending)
+    for target, text in pending.items():
+        write.write_text(target, text)
+    if "console" in formats:
+        print("\n\n".join(write.render(data, "console", verbose=args.verbose) for data in loaded))
+    for target in pending:
+        print(f"report: {target}")
+    worst = max((d["exit_code"] for d in loaded), default=0)
+    return 0 if worst == 0 else (3 if any(d["exit_code"] == 3 for d in loaded) else 1)
 
 
 def main(argv=None) -> int:

@@ -42,9 +42,34 @@ def valid_mask(name: str, shape: tuple, attention_mask: np.ndarray | None) -> np
     return None
 
 
+def token_axes(name: str, shape: tuple, tokens: tuple | None) -> tuple | None:
+    """Axes to reduce to one value per (batch row, token), or None when the output has no token axis.
+
+    Token-aligned outputs keep axes 0 and 1; attention maps ``(batch, heads, query, key)``
+    keep batch and query.
+    """
+    if tokens is None or len(shape) < 2 or tuple(shape[:1]) != tokens[:1]:
+        return None
+    b, t = tokens
+    if outnames.group(name) == "attentions":
+        return (1, 3) if len(shape) == 4 and shape[2] == t and shape[3] == t else None
+    if shape[1] == t and (len(shape) >= 3 or name.split(".")[0] in TOKEN_LEVEL_2D):
+        return tuple(range(2, len(shape)))
+    return None
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
 def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
-                  valid: np.ndarray | None = None) -> dict:
-    """Compare one candidate tensor with its reference; return the metrics dict."""
+                  valid: np.ndarray | None = None, tokens: tuple | None = None) -> dict:
+    """Compare one candidate tensor with its reference; return the metrics dict.
+
+    With ``tokens=(batch, length)`` a token-aligned output also gets a private
+    ``_per_token`` entry (max abs diff per batch row and token, None where
+    padded) that compare_pair keeps for the worst output only.
+    """
     a = np.asarray(actual)
     b = np.asarray(expected)
     result = {
@@ -104,6 +129,16 @@ def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
     result["passed"] = n_bad == 0
     if valid is not None:
         result["padded"] = _padded_stats(a, b, ~keep)
+    axes = token_axes(name, b.shape, tokens)
+    if axes is not None:
+        # Reuses diff (0 where padded or non-finite): heat-map data at no extra pass over the inputs.
+        per_tok = diff.max(axis=axes) if axes else diff
+        counted = keep.any(axis=axes) if axes else keep
+        bad_tok = (bad_a | bad_b).any(axis=axes) if axes else (bad_a | bad_b)
+        result["_per_token"] = {
+            "values": [[_sig(v) if c else None for v, c in zip(rv, rc)] for rv, rc in zip(per_tok, counted)],
+            "nonfinite": [[int(i), int(j)] for i, j in zip(*np.nonzero(bad_tok))],
+        }
     return result
 
 
@@ -130,6 +165,8 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     reported as failures (a missing tensor is never a silent pass).
     """
     rows = []
+    tokens = tuple(np.shape(attention_mask)) if attention_mask is not None and np.ndim(attention_mask) == 2 else None
+    worst = None  # (score, row, per-token values) of the worst token-aligned output
     for name in names:
         atol, rtol = tolerance(name)
         if name not in ref_outputs or name not in cand_outputs:
@@ -140,8 +177,19 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
         b = ref_outputs[name]
         a = cand_outputs[name]
         mask = valid_mask(name, np.shape(b), attention_mask) if exclude_padding else None
-        rows.append(compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask))
+        row = compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask, tokens=tokens)
+        per_tok = row.pop("_per_token", None)
+        if per_tok is not None:
+            # NaN/Inf outrank any finite difference.
+            score = float("inf") if per_tok["nonfinite"] else (row["max_abs_diff"] or 0.0)
+            if worst is None or score > worst[0]:
+                worst = (score, row, per_tok)
+        rows.append(row)
         del a, b
     first = next((r["name"] for r in rows if not r["passed"]), None)
+    token_error = None
+    if worst is not None:
+        token_error = {"output": worst[1]["name"], "max_abs_diff": worst[1]["max_abs_diff"],
+                       "reduction": "max abs diff over every other axis", **worst[2]}
     return {"reference": reference, "candidate": candidate, "passed": first is None,
-            "first_divergence": first, "outputs": rows}
+            "first_divergence": first, "outputs": rows, "token_error": token_error}

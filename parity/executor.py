@@ -101,41 +101,54 @@ def _last_line(log: Path) -> str:
     return (fatal or lines or [""])[-1][:300]
 
 
+Progress = Callable[[str, str], None]  # (framework or pair, state): the CLI shows these on a TTY
+
+
+def _quiet(subject: str, state: str) -> None:
+    pass
+
+
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,
             inline: bool = False, device: str = "auto", explain: dict | None = None,
-            timeout: float | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
+            timeout: float | None = None, progress: Progress | None = None
+            ) -> tuple[Batch, dict[str, FrameworkRun]]:
     """Run every spec; ``timeout`` (seconds, workers only) bounds each worker from its start.
 
-    ``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes.
+    ``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes;
+    ``progress(framework, state)`` hears loading / running / done per framework.
     """
     explain = explain or {}
+    progress = progress or _quiet
     if inline:
         batch = make_batch()
         runs = {}
         try:
             for fw, spec in specs.items():
-                runs[fw] = _inline(fw, spec, batch, explain.get(fw))
+                runs[fw] = _inline(fw, spec, batch, explain.get(fw), progress)
         except KeyboardInterrupt:
             raise RunInterrupted(batch, {**runs, **{fw: _interrupted(fw) for fw in specs if fw not in runs}}) \
                 from None
         return batch, runs
-    return _in_workers(specs, make_batch, Path(workdir), device, explain, timeout)
+    return _in_workers(specs, make_batch, Path(workdir), device, explain, timeout, progress)
 
 
 def _interrupted(fw: str) -> FrameworkRun:
     return FrameworkRun(fw, "interrupted", error="interrupted (Ctrl-C) before this framework finished")
 
 
-def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None) -> FrameworkRun:
+def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None, progress: Progress = _quiet
+            ) -> FrameworkRun:
     from .runners import runner_class
     from .worker import error_line
 
     run = FrameworkRun(fw, "ok")
     t0 = time.perf_counter()
     try:
+        progress(fw, "loading")
         runner = runner_class(fw)(spec)
         run.load = runner.load().to_dict()
         run.seconds["load"] = run.load["seconds"]
+        progress(fw, "running")
         run.outputs = runner.run(batch.arrays)
         run.seconds["run"] = runner.run_seconds
         run.names = list(run.outputs)
@@ -147,6 +160,7 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None) -> Fram
         import traceback
         run.status, run.error, run.traceback = "error", error_line(exc), traceback.format_exc(limit=-8)
     run.seconds["total"] = time.perf_counter() - t0
+    progress(fw, "done" if run.status == "ok" else run.status)
     return run
 
 
@@ -160,7 +174,8 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, timeout: float | None = None):
+def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, timeout: float | None = None,
+                progress: Progress = _quiet):
     from .runners import blocked_packages, frameworks_needed
 
     batch_path = workdir / "batch.npz"
@@ -173,7 +188,8 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, ti
             env = child_env(device, needed, workdir)
             req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
                    "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
-                   "explain": explain.get(fw), "block_imports": blocked_packages(needed)}
+                   "explain": explain.get(fw), "block_imports": blocked_packages(needed),
+                   "loaded": str(workdir / f"{fw}.loaded")}
             req_path = workdir / f"{fw}.request.json"
             req_path.write_text(json.dumps(req))
             log = open(workdir / f"{fw}.log", "wb")
@@ -188,7 +204,18 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, ti
         # A worker is done once its report exists (written last, atomically); its interpreter teardown
         # (TF, JAX) can take seconds more and is cut short below.
         done = lambda fw: procs[fw].poll() is not None or (workdir / f"{fw}.json").exists()  # noqa: E731
-        while not all(done(fw) for fw in procs):
+        state = {}
+        while True:
+            for fw in procs:  # loading -> running (the worker's marker file) -> done
+                if done(fw):
+                    now_state = "done" if (workdir / f"{fw}.json").exists() else "crashed"
+                else:
+                    now_state = "running" if (workdir / f"{fw}.loaded").exists() else "loading"
+                if state.get(fw) != now_state:
+                    state[fw] = now_state
+                    progress(fw, now_state)
+            if all(done(fw) for fw in procs):
+                break
             now = time.monotonic()
             for fw, proc in procs.items():
                 if timeout and not done(fw) and now - started[fw] > timeout:

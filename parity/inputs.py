@@ -54,6 +54,9 @@ class Batch:
             "shapes": {k: list(v.shape) for k, v in self.arrays.items()},
             "dtypes": {k: str(v.dtype) for k, v in self.arrays.items()},
             "padded_positions": int((self.attention_mask == 0).sum()) if self.attention_mask is not None else 0,
+            # Per row and token, so reports can mark padded positions (the heat map).
+            "attention_mask": (np.asarray(self.attention_mask).astype(int).tolist()
+                               if self.attention_mask is not None else None),
         }
 
     def save(self, path: Path) -> None:

@@ -145,6 +145,8 @@ def serve(request: dict) -> dict:
         load = runner.load()
         report["load"] = load.to_dict()
         report["seconds"]["load"] = load.seconds
+        if request.get("loaded"):  # progress marker for the parent: loading is over
+            Path(request["loaded"]).touch()
         _wait_for(Path(request["batch"]), request.get("batch_timeout", 3600))
         arrays = Batch.load_arrays(Path(request["batch"]))
         fault(fw, "run")

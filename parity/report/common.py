@@ -1,0 +1,80 @@
+"""Facts every report shows, read from a results dict (never from live objects)."""
+
+from __future__ import annotations
+
+import re
+
+EXIT_MEANING = {0: "all comparisons pass", 1: "parity mismatch", 2: "bad input or usage",
+                3: "a framework could not load or run"}
+_LAYER = re.compile(r"^(hidden_states|attentions)\.(\d+)$")
+
+
+def verdict(results: dict) -> str:
+    return "PASS" if results.get("passed") else "FAIL"
+
+
+def verdict_line(results: dict) -> str:
+    code = results.get("exit_code")
+    return f"{verdict(results)} (exit {code}: {EXIT_MEANING.get(code, 'unknown')})"
+
+
+def pair_name(comp: dict) -> str:
+    return f"{comp['reference']} vs {comp['candidate']}"
+
+
+def output_group(name: str) -> str:
+    """hidden_states / attentions / cross_attentions ... or the head output's own name."""
+    base = name.split(".", 1)[0]
+    return base if base.endswith(("hidden_states", "attentions")) else base
+
+
+def groups(outputs: list) -> dict:
+    """Rows grouped by output group, in first-seen (model) order."""
+    out: dict = {}
+    for row in outputs:
+        out.setdefault(output_group(row["name"]), []).append(row)
+    return out
+
+
+def layer_series(outputs: list) -> dict:
+    """{"hidden_states": [(layer, max_abs, mean_abs), ...], "attentions": [...]} for the layer chart."""
+    series: dict = {"hidden_states": [], "attentions": []}
+    for row in outputs:
+        m = _LAYER.match(row["name"])
+        if m:
+            series[m.group(1)].append((int(m.group(2)), row.get("max_abs_diff"), row.get("mean_abs_diff")))
+    return {k: sorted(v) for k, v in series.items() if v}
+
+
+def worst_row(outputs: list) -> dict | None:
+    rows = [r for r in outputs if r.get("max_abs_diff") is not None]
+    return max(rows, key=lambda r: r["max_abs_diff"]) if rows else None
+
+
+def source(fw: dict) -> str:
+    if not fw.get("weights"):
+        return "-"
+    if fw.get("converted_from"):
+        via = f" via {fw['via']}" if fw.get("via") else ""
+        return f"{fw['weights']} (from {fw['converted_from']}{via})"
+    return f"{fw['weights']} (native)"
+
+
+def num(x, fmt: str = ".2e") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def shape(row: dict) -> str:
+    return "x".join(map(str, row.get("shape") or [])) or "-"
+
+
+def diagnoses(results: dict) -> list:
+    """(title, diagnosis) per pair from ``--explain`` (results["diagnosis"]["pairs"]); [] when absent."""
+    found = []
+    diag = results.get("diagnosis") or {}
+    for pair in diag.get("pairs", []):
+        found.append((f"{pair.get('reference')} vs {pair.get('candidate')}", pair))
+    for comp in results.get("comparisons", []):
+        if comp.get("diagnosis"):
+            found.append((pair_name(comp), comp["diagnosis"]))
+    return found
