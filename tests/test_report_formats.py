@@ -77,12 +77,17 @@ def test_token_error_is_computed_per_row_and_token_and_ignores_padding():
 # --- Markdown ---------------------------------------------------------------------------------------
 
 def test_markdown_fail_has_verdict_table_and_first_divergence():
-    md = markdown.render(load("fail"))
+    res = load("fail")
+    md = markdown.render(res)
+    row = {c["candidate"]: next(o for o in c["outputs"] if o["name"] == "hidden_states.2") for c in res["comparisons"]}
+    n = row["tf"]["mismatched"]
+    rows, toks, hidden = row["tf"]["shape"]
+    total = (rows * toks - res["inputs"]["padded_positions"]) * hidden  # padded positions are not counted
     assert md.startswith("## ❌ parity: FAIL (exit 1: parity mismatch)")
     assert "**pt vs tf: FAIL** (6/8 outputs within atol=1e-05 rtol=1e-05); first divergence **`hidden_states.2`**: " \
-           "Mismatched elements: 2116 / 2208 (95.8%)" in md
+           f"Mismatched elements: {n} / {total} ({100 * n / total:.1f}%)" in md
     assert "| output | pt vs tf max abs | pt vs flax max abs |" in md
-    assert "| `hidden_states.2` | ❌ 1.45e-03 | ✅ 7.15e-07 |" in md
+    assert f"| `hidden_states.2` | ❌ {row['tf']['max_abs_diff']:.2e} | ✅ {row['flax']['max_abs_diff']:.2e} |" in md
     assert "**Diagnosis (pt vs tf)**: pt vs tf: first divergence at hidden_states.2 (layer 1 output)." in md
     assert "<details>" not in md  # 8 rows: no folding needed
 
@@ -156,15 +161,19 @@ def test_junit_validates_for_every_fixture(results):
 
 
 def test_junit_fail_carries_worst_diff_and_first_divergence():
-    root = ET.fromstring(junit.render(load("fail")).encode())
+    res = load("fail")
+    root = ET.fromstring(junit.render(res).encode())
+    hs = [o for o in res["comparisons"][0]["outputs"] if o["name"].startswith("hidden_states.")]
+    worst = max(hs, key=lambda o: o["max_abs_diff"])
     suites = {s.get("name"): s for s in root}
     assert list(suites) == ["frameworks", "pt vs tf (tiny/bert-tf-altered)", "pt vs flax (tiny/bert-tf-altered)"]
     tf = suites["pt vs tf (tiny/bert-tf-altered)"]
     assert [c.get("name") for c in tf.findall("testcase")] == ["hidden_states", "attentions", "logits"]
     fail = tf.find("testcase[@name='hidden_states']/failure")
-    assert fail.get("message") == ("2/4 hidden_states outputs out of tolerance; worst hidden_states.3: max abs diff "
-                                   "1.46e-03 (atol 1e-05, rtol 1e-05); first divergence hidden_states.2")
-    assert "hidden_states.2: Mismatched elements: 2116 / 2208" in fail.text
+    assert fail.get("message") == (f"2/4 hidden_states outputs out of tolerance; worst {worst['name']}: max abs diff "
+                                   f"{worst['max_abs_diff']:.2e} (atol 1e-05, rtol 1e-05); first divergence hidden_states.2")
+    n = next(o for o in hs if o["name"] == "hidden_states.2")["mismatched"]
+    assert f"hidden_states.2: Mismatched elements: {n} / 2208" in fail.text
     assert tf.find("testcase[@name='attentions']/failure") is None
     assert root.get("failures") == "1" and root.get("errors") == "0"
     assert suites["pt vs flax (tiny/bert-tf-altered)"].get("failures") == "0"
@@ -210,7 +219,7 @@ def test_html_fail_shows_verdict_first_charts_table_load_diagnosis_environment()
     chart = chart[:chart.index("</svg>")]
     assert chart.count("<circle") == 2 * (len(series["hidden_states"]) + len(series["attentions"]))
     worst = next(o for o in tf["outputs"] if o["name"] == "hidden_states.2")["max_abs_diff"]
-    assert f"<title>hidden_states.2 max abs diff {worst:.3g}</title>" in chart and "atol 1e-05" in chart
+    assert f"<title>hidden_states.2 max abs diff {worst:.2e}</title>" in chart and "atol 1e-05" in chart
     # Heat map: one cell per (row, token); padded cells hatched, exactly the padded positions.
     heat = page[page.index('aria-label="abs diff per batch row and token of hidden_states.3"'):]
     heat = heat[:heat.index("</svg>")]
