@@ -30,13 +30,25 @@ def check(path, **options) -> Results:
     return run_check(CheckConfig(path=str(path), **options).validated())
 
 
-def run_check(cfg: CheckConfig) -> Results:
+def run_check(cfg: CheckConfig, *, paths: dict | None = None, weights_dir: Path | None = None) -> Results:
+    """Run one check. ``paths`` ({framework: folder}) loads those frameworks natively from
+    their own folder instead of ``cfg.path`` (parity convert: the source in its framework
+    against the converted copy in the target's); the batch is built from ``cfg.path``.
+    ``weights_dir`` makes every framework also export its weights there (parity.weights)."""
     t_start = time.perf_counter()
     ckpt = Checkpoint.open(cfg.path)
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
     supported = [fw for fw in cfg.frameworks if classes[fw]]
-    plans = ckpt.plan(supported, cfg.source)
+    paths = paths or {}
+    plans = ckpt.plan([fw for fw in supported if fw not in paths], cfg.source)
     ckpt.verify_weights(plans)
+    folders = {fw: ckpt.path for fw in supported}
+    for fw in supported:
+        if fw in paths:
+            own = Checkpoint.open(str(paths[fw]))
+            plans.update(own.plan([fw], fw))
+            own.verify_weights({fw: plans[fw]})
+            folders[fw] = own.path
     if cfg.report_dir:
         _check_writable(Path(cfg.report_dir))
 
@@ -54,11 +66,13 @@ def run_check(cfg: CheckConfig) -> Results:
             continue
         plan = plans[fw]
         entry.update(weights=plan.weights, converted_from=plan.converted_from, via=plan.via)
+        if fw in paths:
+            entry["path"] = str(paths[fw])
         reason = runner_class(fw).unavailable_reason()
         if reason:
             entry["status"], entry["error"] = "unavailable", reason
             continue
-        specs[fw] = LoadSpec(path=str(ckpt.path.resolve()), task=task, class_name=classes[fw],
+        specs[fw] = LoadSpec(path=str(folders[fw].resolve()), task=task, class_name=classes[fw],
                              weights=plan.weights, converted_from=plan.converted_from, via=plan.via,
                              device=cfg.device, output_hidden_states="hidden_states" in cfg.outputs,
                              output_attentions="attentions" in cfg.outputs)
@@ -69,7 +83,8 @@ def run_check(cfg: CheckConfig) -> Results:
 
     fingerprint = ckpt.fingerprint()
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
-        batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline, device=cfg.device)
+        batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline, device=cfg.device,
+                             weights_dir=weights_dir)
         for fw, run in runs.items():
             entry = fw_results[fw]
             entry["status"], entry["error"] = run.status, run.error

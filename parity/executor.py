@@ -68,14 +68,41 @@ def _last_line(log: Path) -> str:
 
 
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,
-            inline: bool = False, device: str = "auto") -> tuple[Batch, dict[str, FrameworkRun]]:
+            inline: bool = False, device: str = "auto",
+            weights_dir: Path | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
+    """Load and run every spec on one batch; with ``weights_dir``, each also exports
+    its weights to ``weights_dir/<fw>.npz`` (parity.weights)."""
     if inline:
         batch = make_batch()
-        return batch, {fw: _inline(fw, spec, batch) for fw, spec in specs.items()}
-    return _in_workers(specs, make_batch, Path(workdir), device)
+        return batch, {fw: _inline(fw, spec, batch, weights_dir) for fw, spec in specs.items()}
+    return _in_workers(specs, make_batch, Path(workdir), device, weights_dir)
 
 
-def _inline(fw: str, spec: LoadSpec, batch: Batch) -> FrameworkRun:
+def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inline: bool = False,
+                   device: str = "auto") -> FrameworkRun:
+    """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``."""
+    if inline:
+        return _inline(fw, spec, None, None, save_to=save_to)
+    req = {"framework": fw, "spec": asdict(spec), "batch": None, "save_to": str(save_to),
+           "report": str(workdir / f"{fw}.convert.json")}
+    req_path = workdir / f"{fw}.convert.request.json"
+    req_path.write_text(json.dumps(req))
+    log_path = workdir / f"{fw}.convert.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.run([sys.executable, "-m", "parity.worker", str(req_path)], stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(device))
+    report_path = Path(req["report"])
+    if not report_path.exists():
+        last = _last_line(log_path)
+        return FrameworkRun(fw, "crashed", error=f"worker died ({_signal_name(proc.returncode)})"
+                            + (f"; last output: {last}" if last else ""))
+    rep = json.loads(report_path.read_text())
+    return FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
+                        traceback=rep.get("traceback"))
+
+
+def _inline(fw: str, spec: LoadSpec, batch: Batch | None, weights_dir: Path | None,
+            save_to: Path | None = None) -> FrameworkRun:
     from .runners import runner_class
     from .worker import error_line
 
@@ -85,6 +112,15 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch) -> FrameworkRun:
         runner = runner_class(fw)(spec)
         run.load = runner.load().to_dict()
         run.seconds["load"] = run.load["seconds"]
+        if save_to is not None:
+            runner.save(str(save_to))
+        if weights_dir is not None:
+            from .weights import save as save_weights
+
+            save_weights(runner.export_weights(), Path(weights_dir) / f"{fw}.npz")
+        if batch is None:
+            run.seconds["total"] = time.perf_counter() - t0
+            return run
         run.outputs = runner.run(batch.arrays)
         run.seconds["run"] = runner.run_seconds
         run.names = list(run.outputs)
@@ -95,13 +131,15 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch) -> FrameworkRun:
     return run
 
 
-def _in_workers(specs, make_batch, workdir: Path, device: str):
+def _in_workers(specs, make_batch, workdir: Path, device: str, weights_dir: Path | None = None):
     batch_path = workdir / "batch.npz"
     procs = {}
     env = child_env(device)
     for fw, spec in specs.items():
         req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
                "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json")}
+        if weights_dir is not None:
+            req["weights_out"] = str(Path(weights_dir) / f"{fw}.npz")
         req_path = workdir / f"{fw}.request.json"
         req_path.write_text(json.dumps(req))
         log = open(workdir / f"{fw}.log", "wb")

@@ -50,6 +50,7 @@ class Results:
     schema_version: int = SCHEMA_VERSION
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     seconds: dict = field(default_factory=dict)
+    conversion: dict | None = None   # parity convert only: from, to, output, weights comparison
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -46,6 +46,19 @@ class FlaxRunner(Runner):
                                 f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
         return report
 
+    def _export_impl(self) -> dict:
+        # The mapping of transformers' Flax -> PyTorch converter (see parity.weights.flax_to_canonical).
+        import numpy as np
+        from flax.traverse_util import flatten_dict
+
+        from ..weights import flax_to_canonical
+
+        out = {}
+        for key, value in flatten_dict(self.model.params).items():
+            name, arr = flax_to_canonical(key, np.asarray(value))
+            out[name] = arr
+        return out
+
     def _run_impl(self, arrays: dict) -> dict:
         import jax
         import numpy as np

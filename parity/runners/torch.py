@@ -88,6 +88,21 @@ class TorchRunner(Runner):
         report.notes = notes
         return report
 
+    def _export_impl(self) -> dict:
+        # state_dict keeps persistent buffers (BART's final_logits_bias is a weight in TF/Flax);
+        # a tensor tied to an earlier one (lm_head <- embeddings) is kept once, as TF and Flax store it.
+        seen, out = set(), {}
+        for name, t in self.model.state_dict().items():
+            ptr = (t.data_ptr(), tuple(t.shape))
+            if t.numel() and ptr in seen:
+                continue
+            seen.add(ptr)
+            out[name] = _to_numpy(t)
+        return out
+
+    def save(self, folder: str) -> None:
+        self.model.save_pretrained(folder, safe_serialization=True)
+
     def _run_impl(self, arrays: dict) -> dict:
         import torch
 
