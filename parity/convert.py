@@ -86,7 +86,8 @@ def _check_out(out: Path, source: Path, *, force: bool, verify: bool) -> None:
         raise UsageError(f"OUT {out} cannot be written ({e.strerror})", "pass an OUT inside a writable folder") from None
 
 
-def _write(ckpt: Checkpoint, spec: LoadSpec, target: str, out: Path, *, inline: bool, device: str) -> list[str]:
+def _write(ckpt: Checkpoint, spec: LoadSpec, target: str, out: Path, *, inline: bool,
+           device: str) -> tuple[list[str], dict]:
     """Convert into a temporary folder beside OUT, copy config/tokenizer files, rename to OUT."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.parity-", dir=out.parent))
     try:
@@ -109,7 +110,7 @@ def _write(ckpt: Checkpoint, spec: LoadSpec, target: str, out: Path, *, inline: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return sorted(f.name for f in out.iterdir() if f.is_file())
+    return sorted(f.name for f in out.iterdir() if f.is_file()), run.load or {}
 
 
 def convert(path, out, *, to: str, source: str = "auto", task: str | None = None, force: bool = False,
@@ -139,13 +140,13 @@ def convert(path, out, *, to: str, source: str = "auto", task: str | None = None
     plan = ckpt.plan([target], src)[target]
     ckpt.verify_weights({target: plan})
 
-    written, t_convert = None, 0.0
+    written, load, t_convert = None, {}, 0.0
     if not verify:
         spec = LoadSpec(path=str(ckpt.path.resolve()), task=task, class_name=classes[target], weights=plan.weights,
                         converted_from=plan.converted_from, via=plan.via, device=cfg.device,
                         output_hidden_states=False, output_attentions=False)
         t1 = time.perf_counter()
-        written = _write(ckpt, spec, target, out, inline=cfg.inline, device=cfg.device)
+        written, load = _write(ckpt, spec, target, out, inline=cfg.inline, device=cfg.device)
         t_convert = time.perf_counter() - t1
 
     with tempfile.TemporaryDirectory(prefix="parity-weights-") as wdir:
@@ -161,6 +162,7 @@ def convert(path, out, *, to: str, source: str = "auto", task: str | None = None
         "from": src, "to": target, "source": str(path), "output": str(out), "verify_only": verify,
         "source_weights": ckpt.weights[src], "output_weights": out_ckpt.weights.get(target),
         "converted_via": plan.via, "written": written,
+        "load": {k: load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")},
         "output_fingerprint": out_ckpt.fingerprint()["sha256"],
         "weights": comparison.to_dict() if comparison else None,
         "outputs_passed": results.passed,

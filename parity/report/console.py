@@ -90,6 +90,12 @@ def render_conversion(results: dict, *, verbose: bool = False) -> str:
              + (f" via {conv['converted_via']}" if conv.get("converted_via") else "")
              + (", existing output verified" if conv.get("verify_only") else
                 f", written in {conv['seconds']['convert']:.1f}s: {', '.join(conv['written'] or [])}")]
+    for key in ("missing", "unexpected", "mismatched"):
+        names = (conv.get("load") or {}).get(key) or []
+        if names:
+            lines.append(f"  converter: {key} weights: {', '.join(names[:6])}" + (" ..." if len(names) > 6 else ""))
+    for note in (conv.get("load") or {}).get("notes", []):
+        lines.append(f"  note: {note}")
     w = conv.get("weights")
     if w is None:
         lines.append("  weights: not compared (a framework failed, see below)")
