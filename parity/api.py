@@ -13,7 +13,7 @@ from .compare import compare_pair
 from .config import CheckConfig
 from .errors import EXIT_FRAMEWORK, EXIT_MISMATCH, EXIT_OK, UsageError
 from .executor import execute
-from .outputs import group, model_order
+from .outputs import group, is_cache, model_order
 from .results import Results, environment, versions
 from .runners import runner_class
 from .runners.base import LoadSpec
@@ -130,8 +130,8 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch) -> list[dict]:
         run = runs.get(fw)
         if fw == cfg.reference or run is None or run.status != "ok":
             continue
-        names = [n for n in ref.names if group(n) in cfg.outputs]
-        names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs]
+        names = [n for n in ref.names if group(n) in cfg.outputs and not is_cache(n)]
+        names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs and not is_cache(n)]
         comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),
                                         tolerance=cfg.tolerance, attention_mask=batch.attention_mask))
     return comparisons

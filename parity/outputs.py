@@ -42,10 +42,13 @@ def flatten(output: Mapping[str, Any], to_numpy: Callable[[Any], np.ndarray] = n
             flat[prefix] = arr
 
     for key, value in output.items():
-        if key in CACHE_OUTPUTS:
-            continue
         walk(key, value)
     return flat
+
+
+def is_cache(name: str) -> bool:
+    """A decoding cache entry (``past_key_values.0.1``): flattened, but never compared."""
+    return name.split(".", 1)[0] in CACHE_OUTPUTS
 
 
 def group(name: str) -> str:

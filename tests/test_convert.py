@@ -171,3 +171,31 @@ def test_bad_input(cli, tiny, tmp_path):
         assert not (tmp_path / "o").exists()
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["x"]
     assert not [p for p in tiny.iterdir() if p.name.startswith(".")]  # no temp folder left beside the source
+
+
+@pytest.mark.slow
+def test_transformers_tf_to_pt_drops_buffers_and_parity_copies_them(convert_models, tmp_path):
+    """Finding in transformers 4.57: its TF -> PyTorch converter loads parameters only, so
+    BART's final_logits_bias (a buffer in PyTorch, a weight in TF) stays zero. If this starts
+    failing on the first assert, transformers fixed it and parity's buffer copy can go."""
+    import os
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import torch
+    from transformers import BartForConditionalGeneration, TFBartForConditionalGeneration
+    from transformers.modeling_tf_pytorch_utils import load_tf2_checkpoint_in_pytorch_model
+
+    from parity.runners.torch import convert_to_pt
+
+    src = convert_models / "bart-pt"
+    TFBartForConditionalGeneration.from_pretrained(src, from_pt=True).save_pretrained(tmp_path)
+    shutil.copy(src / "config.json", tmp_path / "config.json")
+    expected = BartForConditionalGeneration.from_pretrained(src).final_logits_bias
+    assert float(expected.abs().max()) > 0.1
+
+    config = BartForConditionalGeneration.config_class.from_pretrained(src)
+    library = load_tf2_checkpoint_in_pytorch_model(BartForConditionalGeneration(config), str(tmp_path / "tf_model.h5"))
+    assert float(library.final_logits_bias.abs().max()) == 0.0          # the library's path: still zeros
+
+    model, _, note = convert_to_pt(BartForConditionalGeneration, str(tmp_path), "tf_model.h5", "tf")
+    assert torch.equal(model.final_logits_bias, expected) and "final_logits_bias" in note
