@@ -13,7 +13,7 @@ from .compare import compare_pair
 from .config import CheckConfig
 from .errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, UsageError
 from .executor import RunInterrupted, execute
-from .outputs import group, model_order
+from .outputs import group, is_cache, model_order
 from .results import Results, environment, versions
 from .runners import runner_class
 from .runners.base import LoadSpec
@@ -41,19 +41,30 @@ class Interrupted(KeyboardInterrupt):
         self.path = path
 
 
-def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=None,
-              save: bool = True) -> Results:
+def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=None, save: bool = True,
+              paths: dict | None = None, weights_dir: Path | None = None) -> Results:
     """Run one check; ``batch`` replaces the built batch (replays, recorded inputs).
 
     ``progress(subject, state)`` hears loading / running / done per framework and comparing
-    per pair; ``save=False`` skips results.json."""
+    per pair; ``save=False`` skips results.json. ``paths`` ({framework: folder}) loads those
+    frameworks natively from their own folder instead of ``cfg.path`` (parity convert: the
+    source in its framework against the converted copy in the target's); the batch is built
+    from ``cfg.path``. ``weights_dir`` makes every framework also export its weights there."""
     t_start = time.perf_counter()
     ckpt = Checkpoint.open(cfg.path, trust_remote_code=cfg.trust_remote_code)
     _check_max_length(ckpt.config, cfg.max_length)
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
     supported = [fw for fw in cfg.frameworks if classes[fw]]
-    plans = ckpt.plan(supported, cfg.source)
+    paths = paths or {}
+    plans = ckpt.plan([fw for fw in supported if fw not in paths], cfg.source)
     ckpt.verify_weights(plans)
+    folders = {fw: ckpt.path for fw in supported}
+    for fw in supported:
+        if fw in paths:
+            own = Checkpoint.open(str(paths[fw]))
+            plans.update(own.plan([fw], fw))
+            own.verify_weights({fw: plans[fw]})
+            folders[fw] = own.path
     if cfg.report_dir:
         _check_writable(Path(cfg.report_dir))
 
@@ -72,11 +83,13 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
             continue
         plan = plans[fw]
         entry.update(weights=plan.weights, converted_from=plan.converted_from, via=plan.via)
+        if fw in paths:
+            entry["path"] = str(paths[fw])
         reason = runner_class(fw).unavailable_reason()
         if reason:
             entry["status"], entry["error"] = "unavailable", reason
             continue
-        specs[fw] = LoadSpec(path=str(ckpt.path.resolve()), task=task, class_name=classes[fw],
+        specs[fw] = LoadSpec(path=str(folders[fw].resolve()), task=task, class_name=classes[fw],
                              weights=plan.weights, converted_from=plan.converted_from, via=plan.via,
                              device=cfg.device, output_hidden_states="hidden_states" in cfg.outputs,
                              output_attentions="attentions" in cfg.outputs,
@@ -98,7 +111,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
         try:
             batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline,
                                   device=cfg.device, explain=explain, timeout=cfg.timeout,
-                                  progress=progress)
+                                  progress=progress, weights_dir=weights_dir)
             interrupted = False
         except RunInterrupted as stop:
             batch, runs, interrupted = stop.batch, stop.runs, True
@@ -185,8 +198,8 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list, progres
             continue
         if progress:
             progress(f"{cfg.reference} vs {fw}", "comparing")
-        names = [n for n in ref.names if group(n) in cfg.outputs]
-        names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs]
+        names = [n for n in ref.names if group(n) in cfg.outputs and not is_cache(n)]
+        names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs and not is_cache(n)]
         comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),
                                         tolerance=cfg.tolerance, attention_mask=batch.attention_mask))
     return comparisons

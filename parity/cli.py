@@ -92,6 +92,50 @@ def _add_report(sub) -> None:
     p.set_defaults(func=_cmd_report)
 
 
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="write a checkpoint in another framework's format and prove it",
+                       description="Convert PATH's weights to another framework (save_pretrained) in OUT, copy "
+                                   "config and tokenizer files, then reload OUT natively and compare it with the "
+                                   "source weight by weight and on one batch. Exit 1 when OUT does not reproduce "
+                                   "the source.")
+    p.add_argument("path", help="source checkpoint folder")
+    p.add_argument("out", help="new folder for the converted checkpoint (results.json is written into it)")
+    p.add_argument("--to", required=True, help="target framework: pt, tf or flax")
+    p.add_argument("--from", dest="source", default="auto",
+                   help="source weights: auto (the folder's weights other than --to, PyTorch first), pt, tf, flax")
+    p.add_argument("--task", help="Auto class family (default: from config.architectures)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    p.add_argument("--verify", action="store_true", help="write nothing: prove an existing OUT against PATH again")
+    p.add_argument("--weights-atol", default="0", help="allowed abs difference per weight (default: 0, exact)")
+    p.add_argument("--text", action="append", dest="texts", help="an input text (repeatable)")
+    p.add_argument("--seed", default="0", help="seed for random inputs (default: 0)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--atol", default=None, help="absolute output tolerance (default: 1e-5)")
+    p.add_argument("--rtol", default=None, help="relative output tolerance (default: 1e-5)")
+    p.add_argument("--inline", action="store_true", help="run every framework in this process (debugging)")
+    p.add_argument("--verbose", "-v", action="store_true", help="list every differing weight and failing output")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args) -> int:
+    from .config import DEFAULT_ATOL, DEFAULT_RTOL, _tolerance
+
+    if not args.inline:
+        for key, value in QUIET_PARENT_ENV.items():
+            os.environ.setdefault(key, value)
+    from .convert import convert
+    from .report import console
+
+    results = convert(args.path, args.out, to=args.to, source=args.source, task=args.task, force=args.force,
+                      verify=args.verify, weights_atol=_tolerance("weights-atol", args.weights_atol),
+                      texts=args.texts, seed=args.seed, device=args.device, inline=args.inline,
+                      atol=DEFAULT_ATOL if args.atol is None else args.atol,
+                      rtol=DEFAULT_RTOL if args.rtol is None else args.rtol)
+    print(console.render_conversion(results.to_dict(), verbose=args.verbose))
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return results.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="parity", description="Multi-framework parity tester for transformers checkpoints.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -99,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_replay(sub)
     _add_report(sub)
+    _add_convert(sub)
     return parser
 
 

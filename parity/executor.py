@@ -110,10 +110,12 @@ def _quiet(subject: str, state: str) -> None:
 
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,
             inline: bool = False, device: str = "auto", explain: dict | None = None,
-            timeout: float | None = None, progress: Progress | None = None
-            ) -> tuple[Batch, dict[str, FrameworkRun]]:
+            timeout: float | None = None, progress: Progress | None = None,
+            weights_dir: Path | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
     """Run every spec; ``timeout`` (seconds, workers only) bounds each worker from its start.
 
+    With ``weights_dir``, each framework also exports its weights to ``weights_dir/<fw>.npz``
+    (parity.weights).
     ``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes;
     ``progress(framework, state)`` hears loading / running / done per framework.
     """
@@ -124,20 +126,46 @@ def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, work
         runs = {}
         try:
             for fw, spec in specs.items():
-                runs[fw] = _inline(fw, spec, batch, explain.get(fw), progress)
+                runs[fw] = _inline(fw, spec, batch, explain.get(fw), progress, weights_dir)
         except KeyboardInterrupt:
             raise RunInterrupted(batch, {**runs, **{fw: _interrupted(fw) for fw in specs if fw not in runs}}) \
                 from None
         return batch, runs
-    return _in_workers(specs, make_batch, Path(workdir), device, explain, timeout, progress)
+    return _in_workers(specs, make_batch, Path(workdir), device, explain, timeout, progress, weights_dir)
 
 
 def _interrupted(fw: str) -> FrameworkRun:
     return FrameworkRun(fw, "interrupted", error="interrupted (Ctrl-C) before this framework finished")
 
 
-def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None, progress: Progress = _quiet
-            ) -> FrameworkRun:
+def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inline: bool = False,
+                   device: str = "auto") -> FrameworkRun:
+    """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``."""
+    if inline:
+        return _inline(fw, spec, None, None, save_to=save_to)
+    from .runners import blocked_packages, frameworks_needed
+
+    needed = frameworks_needed(fw, spec)
+    req = {"framework": fw, "spec": asdict(spec), "batch": None, "save_to": str(save_to),
+           "report": str(workdir / f"{fw}.convert.json"), "block_imports": blocked_packages(needed)}
+    req_path = workdir / f"{fw}.convert.request.json"
+    req_path.write_text(json.dumps(req))
+    log_path = workdir / f"{fw}.convert.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.run([sys.executable, "-m", "parity.worker", str(req_path)], stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(device, needed, workdir))
+    report_path = Path(req["report"])
+    if not report_path.exists():
+        last = _last_line(log_path)
+        return FrameworkRun(fw, "crashed", error=f"worker died ({_signal_name(proc.returncode)})"
+                            + (f"; last output: {last}" if last else ""))
+    rep = json.loads(report_path.read_text())
+    return FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
+                        traceback=rep.get("traceback"))
+
+
+def _inline(fw: str, spec: LoadSpec, batch: Batch | None, explain: dict | None, progress: Progress = _quiet,
+            weights_dir: Path | None = None, save_to: Path | None = None) -> FrameworkRun:
     from .runners import runner_class
     from .worker import error_line
 
@@ -148,6 +176,15 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch, explain: dict | None, progres
         runner = runner_class(fw)(spec)
         run.load = runner.load().to_dict()
         run.seconds["load"] = run.load["seconds"]
+        if save_to is not None:
+            runner.save(str(save_to))
+        if weights_dir is not None:
+            from .weights import save as save_weights
+
+            save_weights(runner.export_weights(), Path(weights_dir) / f"{fw}.npz")
+        if batch is None:
+            run.seconds["total"] = time.perf_counter() - t0
+            return run
         progress(fw, "running")
         run.outputs = runner.run(batch.arrays)
         run.seconds["run"] = runner.run_seconds
@@ -175,7 +212,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, timeout: float | None = None,
-                progress: Progress = _quiet):
+                progress: Progress = _quiet, weights_dir: Path | None = None):
     from .runners import blocked_packages, frameworks_needed
 
     batch_path = workdir / "batch.npz"
@@ -190,6 +227,8 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, ti
                    "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
                    "explain": explain.get(fw), "block_imports": blocked_packages(needed),
                    "loaded": str(workdir / f"{fw}.loaded")}
+            if weights_dir is not None:
+                req["weights_out"] = str(Path(weights_dir) / f"{fw}.npz")
             req_path = workdir / f"{fw}.request.json"
             req_path.write_text(json.dumps(req))
             log = open(workdir / f"{fw}.log", "wb")

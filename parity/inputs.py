@@ -102,6 +102,11 @@ def build(path, config: dict, *, texts=None, texts_file=None, batch_size=None,
         if batch_size:
             chosen = [chosen[i % len(chosen)] for i in range(batch_size)]
         return _tokenize(path, chosen, max_length, seed, trust_remote_code)
+    if is_vision(config):
+        if given:
+            raise UsageError(f"{path} is a vision checkpoint, so --text / --texts-file cannot be used",
+                             "leave out --text: parity feeds seeded pixel_values")
+        return pixel_values(config, batch_size or 4, seed)
     if given:
         raise UsageError(f"{path} has no tokenizer, so --text / --texts-file cannot be used",
                          "save the tokenizer into the checkpoint folder, or leave out --text to use seeded token ids")
@@ -141,3 +146,17 @@ def random_ids(config: dict, batch_size: int, length: int, seed: int) -> Batch:
         mask[row, keep:] = 0
         ids[row, keep:] = pad
     return Batch({"input_ids": ids, "attention_mask": mask}, "random-ids", seed)
+
+
+def is_vision(config: dict) -> bool:
+    """An image model's config (ViT, ConvNeXt, ...): image size and channels, no vocabulary."""
+    return "image_size" in config and "num_channels" in config and not config.get("vocab_size")
+
+
+def pixel_values(config: dict, batch_size: int, seed: int) -> Batch:
+    """Seeded NCHW float32 pixels (standard normal, like normalised images) at the config's size."""
+    size = config["image_size"]
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    rng = np.random.default_rng(seed)
+    pixels = rng.standard_normal((batch_size, int(config["num_channels"]), height, width)).astype(np.float32)
+    return Batch({"pixel_values": pixels}, "random-pixels", seed)

@@ -13,6 +13,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 GROUPS = ("logits", "hidden_states", "attentions")
+# Decoding caches, not results: their keys/values are the projections of layers whose
+# outputs are compared anyway, and Flax returns them only when decoding with init_cache.
+CACHE_OUTPUTS = ("past_key_values",)
 
 _LAYERED = re.compile(r"^(?P<base>[a-z_]*?(hidden_states|attentions))\.(?P<idx>\d+)(?P<rest>.*)$")
 # Where a stack sits in the forward pass: encoders (and vision/text towers) run first.
@@ -42,6 +45,11 @@ def flatten(output: Mapping[str, Any], to_numpy: Callable[[Any], np.ndarray] = n
     for key, value in output.items():
         walk(key, value)
     return flat
+
+
+def is_cache(name: str) -> bool:
+    """A decoding cache entry (``past_key_values.0.1``): flattened, but never compared."""
+    return name.split(".", 1)[0] in CACHE_OUTPUTS
 
 
 def group(name: str) -> str:

@@ -54,6 +54,7 @@ class Results:
     # False when the run was stopped (Ctrl-C) before every framework and comparison finished.
     complete: bool = True
     interrupted: bool = False
+    conversion: dict | None = None   # parity convert only: from, to, output, weights comparison
 
     def to_dict(self) -> dict:
         d = asdict(self)

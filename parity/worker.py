@@ -1,7 +1,9 @@
 """Worker process: ``python -m parity.worker request.json``.
 
 Loads one framework's model while the parent builds the batch, waits for the
-batch file, runs it, and writes outputs (npz) and a report (json). Every
+batch file, runs it, and writes outputs (npz) and a report (json). A request
+may also ask it to save the loaded model (``save_to``: conversion), to export
+its weights (``weights_out``, see parity.weights), or to run no batch. Every
 failure becomes a report; only a crash leaves none, and the parent says so.
 
 Test hook: ``PARITY_TEST_FAULT=pt:segfault`` (comma list of
@@ -147,6 +149,15 @@ def serve(request: dict) -> dict:
         report["seconds"]["load"] = load.seconds
         if request.get("loaded"):  # progress marker for the parent: loading is over
             Path(request["loaded"]).touch()
+        if request.get("save_to"):  # conversion: write this framework's checkpoint
+            runner.save(request["save_to"])
+        if request.get("weights_out"):  # weight export for parity.weights.compare
+            from .weights import save as save_weights
+
+            save_weights(runner.export_weights(), request["weights_out"])
+        if not request.get("batch"):
+            report["seconds"]["total"] = time.perf_counter() - t0
+            return report
         _wait_for(Path(request["batch"]), request.get("batch_timeout", 3600))
         arrays = Batch.load_arrays(Path(request["batch"]))
         fault(fw, "run")

@@ -40,3 +40,9 @@ def test_model_order_runs_encoder_before_decoder():
              "encoder_hidden_states.1", "encoder_hidden_states.0", "logits"]
     assert model_order(names) == ["encoder_hidden_states.0", "encoder_hidden_states.1",
                                   "decoder_hidden_states.0", "decoder_attentions.0", "cross_attentions.0", "logits"]
+
+
+def test_decoding_cache_is_not_an_output_to_compare():
+    from parity.outputs import is_cache
+
+    assert is_cache("past_key_values.0.1") and not is_cache("logits") and not is_cache("hidden_states.0")

@@ -118,3 +118,39 @@ def render_diagnosis(diag: dict) -> list[str]:
                 lines.append(f"    {r['layer']:<22} {_num(r.get('received')):>9} {_num(r.get('passed_on')):>9} "
                              f"{growth:>8} {_num(r.get('attention')):>9}{mark}")
     return lines
+
+
+def render_conversion(results: dict, *, verbose: bool = False) -> str:
+    """`parity convert`: what was written, the weights comparison, then the output check."""
+    conv = results["conversion"]
+    lines = [f"parity convert {conv['source']} -> {conv['output']}",
+             f"  {conv['from']} ({conv['source_weights']}) -> {conv['to']} ({conv['output_weights']})"
+             + (f" via {conv['converted_via']}" if conv.get("converted_via") else "")
+             + (", existing output verified" if conv.get("verify_only") else
+                f", written in {conv['seconds']['convert']:.1f}s: {', '.join(conv['written'] or [])}")]
+    for key in ("missing", "unexpected", "mismatched"):
+        names = (conv.get("load") or {}).get(key) or []
+        if names:
+            lines.append(f"  converter: {key} weights: {', '.join(names[:6])}" + (" ..." if len(names) > 6 else ""))
+    for note in (conv.get("load") or {}).get("notes", []):
+        lines.append(f"  note: {note}")
+    w = conv.get("weights")
+    if w is None:
+        lines.append("  weights: not compared (a framework failed, see below)")
+    else:
+        c = w["counts"]
+        lines.append(f"  weights: {'PASS' if w['passed'] else 'FAIL'}  {w['identical']}/{w['reference_count']} "
+                     f"tensors identical, {w['within_tolerance']} within atol={w['atol']:g}, "
+                     f"{c['differing']} differing, {c['missing']} missing, {c['unexpected']} unexpected, "
+                     f"{c['shape_mismatch']} reshaped (max abs diff {_num(w['max_abs_diff'])})")
+        for d in w["differing"][: None if verbose else 5]:
+            lines.append(f"    differing  {d['name']} {'x'.join(map(str, d['shape']))}: max abs diff "
+                         f"{_num(d['max_abs_diff'])}, {d['mismatched']}/{d['total']} elements")
+        for key in ("missing", "unexpected"):
+            names = w[key][: None if verbose else 5]
+            if names:
+                lines.append(f"    {key:<10} {', '.join(names)}" + (" ..." if c[key] > len(names) else ""))
+        for d in w["shape_mismatch"][: None if verbose else 5]:
+            lines.append(f"    reshaped   {d['name']}: {d['reference']} -> {d['candidate']}")
+    lines += ["", render(results, verbose=verbose)]
+    return "\n".join(clean(line) for line in lines)

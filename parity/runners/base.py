@@ -135,7 +135,20 @@ class Runner:
     def _forward(self):
         raise NotImplementedError
 
+    def export_weights(self) -> dict:
+        """The loaded model's weights as {PyTorch-style name: numpy array in PyTorch layout} (parity.weights)."""
+        from ..weights import strip_base_prefix
+
+        return strip_base_prefix(self._export_impl(), getattr(self.model, "base_model_prefix", None))
+
+    def save(self, folder: str) -> None:
+        """save_pretrained the loaded model in this framework's own format."""
+        self.model.save_pretrained(folder)
+
     def _load_impl(self) -> LoadReport:
+        raise NotImplementedError
+
+    def _export_impl(self) -> dict:
         raise NotImplementedError
 
     def _run_impl(self, arrays: dict) -> dict:

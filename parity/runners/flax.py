@@ -50,6 +50,19 @@ class FlaxRunner(Runner):
     def _forward(self):
         return self.model.__call__
 
+    def _export_impl(self) -> dict:
+        # The mapping of transformers' Flax -> PyTorch converter (see parity.weights.flax_to_canonical).
+        import numpy as np
+        from flax.traverse_util import flatten_dict
+
+        from ..weights import flax_to_canonical
+
+        out = {}
+        for key, value in flatten_dict(self.model.params).items():
+            name, arr = flax_to_canonical(key, np.asarray(value))
+            out[name] = arr
+        return out
+
     def _run_impl(self, arrays: dict) -> dict:
         import jax
         import numpy as np

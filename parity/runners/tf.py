@@ -57,6 +57,18 @@ class TFRunner(Runner):
     def _forward(self):
         return self.model.call
 
+    def _export_impl(self) -> dict:
+        # transformers' own TF -> PyTorch name rule, which also says how to undo the layout.
+        from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
+
+        from ..weights import tf_to_pt_layout
+
+        out = {}
+        for w in self.model.trainable_weights + self.model.non_trainable_weights:
+            name, transpose = convert_tf_weight_name_to_pt_weight_name(w.name, tf_weight_shape=w.shape)
+            out[name] = tf_to_pt_layout(w.numpy(), transpose.name)
+        return out
+
     def _run_impl(self, arrays: dict) -> dict:
         import tensorflow as tf
 

@@ -20,6 +20,52 @@ def _to_numpy(t):
     return t.detach().cpu().numpy()
 
 
+BUFFER_NOTE = ("transformers' TF -> PyTorch converter loads parameters only, so buffers that TF stores as "
+               "weights stay at their initial value; parity copied them from the TF weights: {names}")
+
+
+def _load_tf_weights(model, file: str):
+    """transformers' load_tf2_checkpoint_in_pytorch_model, plus persistent buffers.
+
+    Its converter walks ``named_parameters()`` only: a buffer that TF keeps as a
+    weight (BART's ``final_logits_bias``) keeps its initial zeros and the logits
+    shift. The TF model is built and loaded as transformers does it, then the
+    parameters go through transformers' own function and the buffers through
+    the same name rule. Returns (model, loading info, names of copied buffers).
+    """
+    import torch
+    import transformers
+    from transformers.modeling_tf_pytorch_utils import (convert_tf_weight_name_to_pt_weight_name,
+                                                        load_tf2_state_dict_in_pytorch_model)
+    from transformers.modeling_tf_utils import load_tf_weights
+
+    from ..weights import tf_to_pt_layout
+
+    tf_model = getattr(transformers, "TF" + type(model).__name__)(model.config)
+    tf_model(tf_model.dummy_inputs, training=False)  # build the variables
+    load_tf_weights(tf_model, file)
+    tf_state = {w.name: w.numpy() for w in tf_model.weights}
+    model, info = load_tf2_state_dict_in_pytorch_model(model, tf_state, allow_missing_keys=True,
+                                                       output_loading_info=True)
+    params = dict(model.named_parameters())
+    prefix = "" if any(n.startswith(model.base_model_prefix) for n in params) else model.base_model_prefix + "."
+    by_pt_name = {}
+    for name, arr in tf_state.items():
+        pt_name, transpose = convert_tf_weight_name_to_pt_weight_name(name, start_prefix_to_remove=prefix,
+                                                                      tf_weight_shape=arr.shape)
+        by_pt_name[pt_name] = (arr, transpose.name)
+    copied = []
+    for name, buf in model.state_dict().items():
+        if name in params or name not in by_pt_name:
+            continue
+        arr = tf_to_pt_layout(*by_pt_name[name])
+        if tuple(arr.shape) == tuple(buf.shape):
+            with torch.no_grad():
+                buf.copy_(torch.from_numpy(arr).to(buf.dtype))
+            copied.append(name)
+    return model, info, copied
+
+
 def convert_to_pt(cls, path: str, weights: str, source: str, trust_remote_code: bool = False, **init_kwargs):
     """Build ``cls`` from the config with real tensors and load TF or Flax weights into it.
 
@@ -34,11 +80,11 @@ def convert_to_pt(cls, path: str, weights: str, source: str, trust_remote_code: 
     model = cls._from_config(config, **init_kwargs)
     file = str(Path(path) / weights)
     if source == "tf":
-        from transformers.modeling_tf_pytorch_utils import load_tf2_checkpoint_in_pytorch_model
-
-        model, info = load_tf2_checkpoint_in_pytorch_model(model, file, allow_missing_keys=True,
-                                                           output_loading_info=True)
-        func = "load_tf2_checkpoint_in_pytorch_model"
+        model, info, buffers = _load_tf_weights(model, file)
+        func = "load_tf2_state_dict_in_pytorch_model"
+        if buffers:
+            note = (META_NOTE.format(src=source, func=func) + "; " + BUFFER_NOTE.format(names=", ".join(buffers)))
+            return model, info, note
     else:
         from transformers.modeling_flax_pytorch_utils import load_flax_checkpoint_in_pytorch_model
 
@@ -85,6 +131,21 @@ class TorchRunner(Runner):
         report = self._report(str(self.device), info)
         report.notes = notes
         return report
+
+    def _export_impl(self) -> dict:
+        # state_dict keeps persistent buffers (BART's final_logits_bias is a weight in TF/Flax);
+        # a tensor tied to an earlier one (lm_head <- embeddings) is kept once, as TF and Flax store it.
+        seen, out = set(), {}
+        for name, t in self.model.state_dict().items():
+            ptr = (t.data_ptr(), tuple(t.shape))
+            if t.numel() and ptr in seen:
+                continue
+            seen.add(ptr)
+            out[name] = _to_numpy(t.float() if t.is_floating_point() else t)
+        return out
+
+    def save(self, folder: str) -> None:
+        self.model.save_pretrained(folder, safe_serialization=True)
 
     def _forward(self):
         return self.model.forward

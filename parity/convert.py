@@ -1,0 +1,179 @@
+"""`parity convert`: write a checkpoint in another framework's format, then prove it.
+
+1. A worker of the target framework loads the source weights (``from_pt``;
+   TF/Flax -> PyTorch through runners/torch.py's converter; TF <-> Flax through
+   PyTorch weights) and ``save_pretrained``s into a temporary folder beside OUT,
+   the source's config and tokenizer files are copied in, and the folder is
+   renamed to OUT: OUT is complete or absent, never half-written.
+2. The proof: the source, loaded natively in its framework, and OUT, loaded
+   natively in the target framework, run one batch (parity.api.run_check with
+   per-framework folders) and export their weights, which parity.weights
+   compares tensor by tensor (exact by default: conversion copies numbers).
+3. OUT/results.json: the check's results plus a ``conversion`` section.
+
+``verify=True`` skips step 1 and proves an existing OUT again (for example
+before the source framework's weights are deleted).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from . import tasks
+from .api import run_check
+from .checkpoint import Checkpoint
+from .config import FRAMEWORK_ALIASES, FRAMEWORKS, CheckConfig
+from .errors import EXIT_FRAMEWORK, EXIT_MISMATCH, EXIT_OK, FrameworkError, UsageError
+from .executor import save_converted
+from .results import Results
+from .runners import runner_class
+from .runners.base import LoadSpec
+from . import weights as weights_mod
+
+# Weight files (and shards, and shard indexes) of any framework: never copied from the source.
+_WEIGHTS_FILE = re.compile(r"^(model|pytorch_model|tf_model|flax_model)(-\d+-of-\d+)?"
+                           r"\.(safetensors|bin|h5|msgpack)(\.index\.json)?$")
+SKIP_FILES = {"results.json"}
+
+
+def _framework(value: str, what: str) -> str:
+    fw = FRAMEWORK_ALIASES.get(str(value).lower(), str(value).lower())
+    if fw not in FRAMEWORKS:
+        raise UsageError(f"unknown framework {value!r} for {what}", f"{what} takes pt, tf or flax")
+    return fw
+
+
+def source_framework(ckpt: Checkpoint, requested: str, target: str) -> str:
+    """--from auto: the source's weights other than the target's, PyTorch first."""
+    if requested != "auto":
+        src = _framework(requested, "--from")
+        if src not in ckpt.weights:
+            raise UsageError(f"--from {src} but {ckpt.path} has no {src} weights (it has: {', '.join(ckpt.weights)})",
+                             "pass --from auto or one of the weights it holds")
+    else:
+        others = [fw for fw in FRAMEWORKS if fw in ckpt.weights and fw != target]
+        if not others:
+            raise UsageError(f"{ckpt.path} holds only {target} weights, nothing to convert to {target}",
+                             "pass --to with another framework (pt, tf, flax)")
+        src = others[0]
+    if src == target:
+        raise UsageError(f"source and target are both {target}", "pass --to with a framework other than --from")
+    return src
+
+
+def _check_out(out: Path, source: Path, *, force: bool, verify: bool) -> None:
+    if out.resolve() == source.resolve():
+        raise UsageError(f"OUT {out} is the source checkpoint itself", "pass a new folder as OUT")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"OUT {out} is a file", "pass a folder path as OUT")
+    if verify:
+        if not out.is_dir():
+            raise UsageError(f"--verify but OUT {out} does not exist", "run parity convert without --verify first")
+        return
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"OUT {out} exists and is not empty", "pass an empty or new folder, or --force to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".parity-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"OUT {out} cannot be written ({e.strerror})", "pass an OUT inside a writable folder") from None
+
+
+def _write(ckpt: Checkpoint, spec: LoadSpec, target: str, out: Path, *, inline: bool,
+           device: str) -> tuple[list[str], dict]:
+    """Convert into a temporary folder beside OUT, copy config/tokenizer files, rename to OUT."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.parity-", dir=out.parent))
+    try:
+        with tempfile.TemporaryDirectory(prefix="parity-convert-") as workdir:
+            run = save_converted(target, spec, tmp, workdir=Path(workdir), inline=inline, device=device)
+        if run.status != "ok":
+            raise FrameworkError(f"{target} could not convert {ckpt.path}: {run.error}",
+                                 "run with --inline --debug for the traceback")
+        for f in sorted(ckpt.path.iterdir()):
+            if f.is_file() and not f.name.startswith(".") and not _WEIGHTS_FILE.match(f.name) \
+                    and f.name not in SKIP_FILES:
+                shutil.copy2(f, tmp / f.name)  # the source's config.json replaces the re-serialised one
+        old = None
+        if out.exists():  # --force: swap, then remove the old folder
+            old = out.with_name(f".{out.name}.parity-old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(f.name for f in out.iterdir() if f.is_file()), run.load or {}
+
+
+def convert(path, out, *, to: str, source: str = "auto", task: str | None = None, force: bool = False,
+            verify: bool = False, weights_atol: float = 0.0, **check_options) -> Results:
+    """Convert ``path`` to framework ``to`` in ``out`` (or, with ``verify``, prove an existing ``out``).
+
+    ``check_options`` are CheckConfig fields for the output comparison (device, atol,
+    rtol, texts, seed, inline, ...). Returns Results with a ``conversion`` section,
+    also saved as ``out/results.json``. Raises UsageError for bad input and
+    FrameworkError when the conversion itself fails.
+    """
+    t0 = time.perf_counter()
+    target = _framework(to, "--to")
+    ckpt = Checkpoint.open(str(path))
+    src = source_framework(ckpt, source, target)
+    out = Path(out)
+    _check_out(out, ckpt.path, force=force, verify=verify)
+    weights_atol = float(weights_atol)
+    cfg = CheckConfig(path=str(ckpt.path), task=task, frameworks=[src, target], reference=src, source=src,
+                      report_dir=None, **check_options).validated()
+    task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
+    cfg.task = task
+    for fw in (src, target):
+        reason = runner_class(fw).unavailable_reason()
+        if reason:
+            raise FrameworkError(f"{fw} is unavailable ({reason})", f"install parity[{ {'pt': 'torch'}.get(fw, fw)}]")
+    plan = ckpt.plan([target], src)[target]
+    ckpt.verify_weights({target: plan})
+
+    written, load, t_convert = None, {}, 0.0
+    if not verify:
+        spec = LoadSpec(path=str(ckpt.path.resolve()), task=task, class_name=classes[target], weights=plan.weights,
+                        converted_from=plan.converted_from, via=plan.via, device=cfg.device,
+                        output_hidden_states=False, output_attentions=False)
+        t1 = time.perf_counter()
+        written, load = _write(ckpt, spec, target, out, inline=cfg.inline, device=cfg.device)
+        t_convert = time.perf_counter() - t1
+
+    with tempfile.TemporaryDirectory(prefix="parity-weights-") as wdir:
+        results = run_check(cfg, paths={target: out}, weights_dir=Path(wdir))
+        exports = {fw: Path(wdir) / f"{fw}.npz" for fw in (src, target)}
+        comparison = None
+        if all(p.exists() for p in exports.values()):
+            comparison = weights_mod.compare(weights_mod.load(exports[src]), weights_mod.load(exports[target]),
+                                             atol=weights_atol)
+
+    out_ckpt = Checkpoint.open(str(out))
+    results.conversion = {
+        "from": src, "to": target, "source": str(path), "output": str(out), "verify_only": verify,
+        "source_weights": ckpt.weights[src], "output_weights": out_ckpt.weights.get(target),
+        "converted_via": plan.via, "written": written,
+        "load": {k: load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")},
+        "output_fingerprint": out_ckpt.fingerprint()["sha256"],
+        "weights": comparison.to_dict() if comparison else None,
+        "outputs_passed": results.passed,
+        "seconds": {"convert": t_convert, "total": time.perf_counter() - t0},
+    }
+    if results.exit_code == EXIT_FRAMEWORK or comparison is None:
+        results.exit_code = EXIT_FRAMEWORK
+    elif not comparison.passed or results.exit_code == EXIT_MISMATCH:
+        results.exit_code = EXIT_MISMATCH
+    else:
+        results.exit_code = EXIT_OK
+    results.passed = results.exit_code == EXIT_OK
+    results.save(out / "results.json")
+    return results

@@ -1,0 +1,152 @@
+"""Framework-neutral weights: canonical names and a tensor-by-tensor comparison.
+
+Every runner exports its model's weights as ``{canonical name: numpy array}``
+where the canonical name and layout are PyTorch's (``bert.encoder.layer.0.
+attention.self.query.weight``, Linear weights as (out, in), convs OIHW). The
+TF and Flax runners map their own names with the rules transformers uses for
+its converters, so two exports of the same model compare key by key whatever
+framework each came from. Pure numpy: no framework is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# Show at most this many names per list in results (counts are always complete).
+LIST_LIMIT = 50
+
+
+def strip_base_prefix(weights: dict, prefix: str | None) -> dict:
+    """Drop ``prefix.`` when every name has it.
+
+    TF base models keep their main layer's scope (``bert.embeddings...``) where
+    the PyTorch and Flax base models have none (``embeddings...``); a model
+    with a head has names outside the prefix and is left alone.
+    """
+    if not prefix or not weights:
+        return weights
+    dotted = prefix + "."
+    if all(k.startswith(dotted) for k in weights):
+        return {k[len(dotted):]: v for k, v in weights.items()}
+    return weights
+
+
+def flax_to_canonical(key: tuple, value: np.ndarray) -> tuple[str, np.ndarray]:
+    """One flattened Flax param -> (PyTorch name, array in PyTorch layout).
+
+    Mirrors ``transformers.modeling_flax_pytorch_utils.load_flax_weights_in_pytorch_model``:
+    4-D ``kernel`` HWIO -> ``weight`` OIHW, other ``kernel`` -> ``weight`` transposed,
+    ``scale`` / ``embedding`` -> ``weight``, batch-norm ``mean`` / ``var`` -> ``running_*``.
+    """
+    key = tuple(str(k) for k in key)
+    if key and key[0] in ("params", "batch_stats"):
+        key = key[1:]
+    last = key[-1]
+    if last == "kernel" and value.ndim == 4:
+        key, value = key[:-1] + ("weight",), np.transpose(value, (3, 2, 0, 1))
+    elif last == "kernel":
+        key, value = key[:-1] + ("weight",), value.T
+    elif last in ("scale", "embedding"):
+        key = key[:-1] + ("weight",)
+    elif last == "mean":
+        key = key[:-1] + ("running_mean",)
+    elif last == "var":
+        key = key[:-1] + ("running_var",)
+    return ".".join(key), np.ascontiguousarray(value)
+
+
+def tf_to_pt_layout(value: np.ndarray, transpose: str) -> np.ndarray:
+    """Undo TF's layout given transformers' TransposeType name (NO, SIMPLE, CONV1D, CONV2D)."""
+    if transpose == "SIMPLE":
+        value = value.T
+    elif transpose == "CONV2D":   # TF (H, W, I, O) -> PyTorch (O, I, H, W)
+        value = np.transpose(value, (3, 2, 0, 1))
+    elif transpose == "CONV1D":   # TF (K, I, O) -> PyTorch (O, I, K)
+        value = np.transpose(value, (2, 1, 0))
+    return np.ascontiguousarray(value)
+
+
+def save(weights: dict, path) -> Path:
+    """Write an export as npz atomically (names may hold dots: npz keys allow them)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **weights)
+    os.replace(tmp, path)
+    return path
+
+
+def load(path) -> dict:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass
+class WeightsComparison:
+    """How one export (candidate) differs from another (reference), tensor by tensor."""
+
+    passed: bool
+    atol: float
+    reference_count: int
+    candidate_count: int
+    identical: int = 0            # same shape and every element equal
+    within_tolerance: int = 0     # not identical but max abs diff <= atol
+    missing: list = field(default_factory=list)      # in reference, not in candidate
+    unexpected: list = field(default_factory=list)   # in candidate, not in reference
+    shape_mismatch: list = field(default_factory=list)  # {"name", "reference", "candidate"}
+    differing: list = field(default_factory=list)    # {"name", "shape", "max_abs_diff", "mismatched", "total"}
+    max_abs_diff: float = 0.0     # over every tensor present on both sides with equal shapes
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["counts"] = {k: len(getattr(self, k)) for k in ("missing", "unexpected", "shape_mismatch", "differing")}
+        for k in ("missing", "unexpected", "shape_mismatch", "differing"):
+            d[k] = d[k][:LIST_LIMIT]
+        return d
+
+
+def compare(reference: dict, candidate: dict, *, atol: float = 0.0) -> WeightsComparison:
+    """Compare two exports by name. A conversion copies numbers, so the default is exact (atol 0).
+
+    Fails on any missing, unexpected, reshaped or differing tensor; NaN on one
+    side only is a difference, NaN in the same place on both is not.
+    """
+    out = WeightsComparison(passed=False, atol=float(atol), reference_count=len(reference),
+                            candidate_count=len(candidate))
+    out.missing = sorted(set(reference) - set(candidate))
+    out.unexpected = sorted(set(candidate) - set(reference))
+    for name in sorted(set(reference) & set(candidate)):
+        a = np.asarray(reference[name])
+        b = np.asarray(candidate[name])
+        if a.shape != b.shape:
+            out.shape_mismatch.append({"name": name, "reference": list(a.shape), "candidate": list(b.shape)})
+            continue
+        if a.dtype.kind not in "fc" or b.dtype.kind not in "fc":
+            equal = a == b
+            diff = np.where(equal, 0.0, np.inf) if a.size else np.zeros(0)
+        else:
+            a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            both_nan = np.isnan(a64) & np.isnan(b64)
+            diff = np.where(both_nan, 0.0, np.abs(a64 - b64))
+            diff = np.where(np.isnan(diff), np.inf, diff)
+        worst = float(diff.max()) if diff.size else 0.0
+        if np.isfinite(worst):
+            out.max_abs_diff = max(out.max_abs_diff, worst)
+        else:
+            out.max_abs_diff = float("inf")
+        if worst == 0.0:
+            out.identical += 1
+        elif worst <= atol:
+            out.within_tolerance += 1
+        else:
+            out.differing.append({"name": name, "shape": list(a.shape),
+                                  "max_abs_diff": worst if np.isfinite(worst) else None,  # None: NaN/Inf
+                                  "mismatched": int((diff > atol).sum()), "total": int(diff.size)})
+    out.differing.sort(key=lambda d: -(d["max_abs_diff"] if d["max_abs_diff"] is not None else np.inf))
+    out.passed = not (out.missing or out.unexpected or out.shape_mismatch or out.differing)
+    if not np.isfinite(out.max_abs_diff):
+        out.max_abs_diff = None  # JSON has no Inf; `differing` names the tensor
+    return out
