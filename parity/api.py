@@ -65,7 +65,8 @@ def run_check(cfg: CheckConfig) -> Results:
 
     def make_batch():
         return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
-                            batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
+                            batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
+                            task=task)
 
     fingerprint = ckpt.fingerprint()
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
@@ -118,7 +119,8 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch) -> list[dict]:
         names = [n for n in ref.names if group(n) in cfg.outputs]
         names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs]
         comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),
-                                        tolerance=cfg.tolerance, attention_mask=batch.attention_mask))
+                                        tolerance=cfg.tolerance, attention_mask=batch.masks,
+                                        seq2seq=batch.seq2seq))
     return comparisons
 
 

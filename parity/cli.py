@@ -43,8 +43,8 @@ def _add_check(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--atol", default=None, help="absolute tolerance (default: 1e-5)")
     p.add_argument("--rtol", default=None, help="relative tolerance (default: 1e-5)")
-    p.add_argument("--outputs", default="logits,hidden_states,attentions",
-                   help="output groups to compare: logits (head outputs), hidden_states, attentions")
+    p.add_argument("--outputs", default="logits,hidden_states,attentions,cache",
+                   help="output groups to compare: logits (head outputs), hidden_states, attentions, cache (past_key_values)")
     p.add_argument("--report-dir", help="where results.json goes (default: reports/<checkpoint name>)")
     p.add_argument("--inline", action="store_true", help="run every framework in this process (debugging)")
     p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")

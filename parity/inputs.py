@@ -3,7 +3,8 @@
 Texts are tokenized with the checkpoint's own tokenizer (``padding=True,
 truncation=True``) and exactly the keys it returns are passed on: nothing
 such as token_type_ids is invented. Without a tokenizer, seeded random ids
-inside the vocabulary with a padded attention mask.
+inside the vocabulary with a padded attention mask. Images, audio, decoder
+ids and multiple-choice shapes come from parity.modalities.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import modalities
 from .errors import UsageError
 
 # Varied on purpose: short and long (truncated at the default max length),
@@ -41,10 +43,17 @@ class Batch:
     texts: list | None = None
     tokenizer: str | None = None      # tokenizer class name when one was used
     extra: dict = field(default_factory=dict)
+    modality: str = "text"            # what the encoder reads (see modalities.modality)
+    seq2seq: bool = False             # decoder_input_ids present: non-encoder outputs are decoder-aligned
 
     @property
     def attention_mask(self) -> np.ndarray | None:
         return self.arrays.get("attention_mask")
+
+    @property
+    def masks(self) -> dict:
+        """Padding masks per stack, for compare.valid_mask (None = no padding)."""
+        return {"encoder": self.attention_mask, "decoder": self.arrays.get("decoder_attention_mask")}
 
     def describe(self) -> dict:
         """JSON form for results.json: shapes and dtypes, the seed, the texts."""
@@ -54,6 +63,8 @@ class Batch:
             "shapes": {k: list(v.shape) for k, v in self.arrays.items()},
             "dtypes": {k: str(v.dtype) for k, v in self.arrays.items()},
             "padded_positions": int((self.attention_mask == 0).sum()) if self.attention_mask is not None else 0,
+            "modality": self.modality, "seq2seq": self.seq2seq,
+            "layout": {"pixel_values": "NCHW"} if "pixel_values" in self.arrays else {},
         }
 
     def save(self, path: Path) -> None:
@@ -91,18 +102,52 @@ def has_tokenizer(path: Path) -> bool:
 
 
 def build(path, config: dict, *, texts=None, texts_file=None, batch_size=None,
-          max_length=64, seed=0) -> Batch:
-    """Build the one batch of a check."""
+          max_length=64, seed=0, task=None) -> Batch:
+    """Build the one batch of a check: the encoder input for the config's modality,
+    then decoder ids for encoder-decoder models."""
     given = read_texts(texts, texts_file)
+    kind = modalities.modality(config)
+    choices = modalities.CHOICES if task == "multiple-choice" else 1
+    if kind in ("text", "text+image"):
+        batch = _text(path, config, given, batch_size, max_length, seed, choices)
+    else:
+        if given:
+            raise UsageError(f"{path} is a {kind} model, so --text / --texts-file cannot be used",
+                             "leave out --text: parity feeds seeded inputs of the right shape")
+        n = batch_size or 4
+        make = {"image": ("pixel_values", modalities.pixel_values),
+                "audio-features": ("input_features", modalities.input_features),
+                "audio-waveform": ("input_values", modalities.input_values)}[kind]
+        batch = Batch({make[0]: make[1](config, n, seed)}, f"seeded-{kind}", seed)
+    if kind == "text+image":
+        n = batch.arrays["input_ids"].shape[0]
+        batch.arrays["pixel_values"] = modalities.pixel_values(config, n, seed)
+    batch.modality = kind
+    if modalities.is_encoder_decoder(config):
+        first = next(iter(batch.arrays.values()))
+        enc_len = batch.arrays["input_ids"].shape[-1] if "input_ids" in batch.arrays else None
+        batch.arrays["decoder_input_ids"] = modalities.decoder_ids(config, first.shape[0], seed, enc_len)
+        batch.seq2seq = True
+    return batch
+
+
+def _text(path, config, given, batch_size, max_length, seed, choices) -> Batch:
     if has_tokenizer(path):
         chosen = given or list(DEFAULT_TEXTS)
-        if batch_size:
-            chosen = [chosen[i % len(chosen)] for i in range(batch_size)]
-        return _tokenize(path, chosen, max_length, seed)
-    if given:
-        raise UsageError(f"{path} has no tokenizer, so --text / --texts-file cannot be used",
-                         "save the tokenizer into the checkpoint folder, or leave out --text to use seeded token ids")
-    return random_ids(config, batch_size or 4, max_length, seed)
+        rows = (batch_size or max(1, len(chosen) // choices)) * choices
+        chosen = [chosen[i % len(chosen)] for i in range(rows)] if (batch_size or choices > 1) else chosen
+        batch = _tokenize(path, chosen, max_length, seed)
+    else:
+        if given:
+            raise UsageError(f"{path} has no tokenizer, so --text / --texts-file cannot be used",
+                             "save the tokenizer into the checkpoint folder, or leave out --text to use seeded "
+                             "token ids")
+        text_cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) \
+            else modalities.encoder_config(config)
+        batch = random_ids(text_cfg, (batch_size or 4) * choices, max_length, seed)
+    if choices > 1:
+        batch.arrays = modalities.to_choices(batch.arrays, choices)
+    return batch
 
 
 def _tokenize(path, texts, max_length, seed) -> Batch:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import FrameworkError
 from ..outputs import flatten
-from .base import LoadLogCapture, LoadReport, Runner
+from .base import LoadLogCapture, LoadReport, Runner, call_flags
 
 # transformers 4.57 builds the model on the meta device and its from_tf / from_flax
 # paths then load_state_dict() into meta tensors: every parameter stays on meta,
@@ -86,6 +86,9 @@ class TorchRunner(Runner):
         self.model = model.to(self.device).eval()
         report = self._report(str(self.device), info)
         report.notes = notes
+        self.flags = call_flags(model.forward, {"output_hidden_states": self.spec.output_hidden_states,
+                                                "output_attentions": self.spec.output_attentions,
+                                                "return_dict": True}, report.notes, self.spec.class_name)
         return report
 
     def _run_impl(self, arrays: dict) -> dict:
@@ -93,8 +96,7 @@ class TorchRunner(Runner):
 
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
         with torch.no_grad():
-            out = self.model(**inputs, output_hidden_states=self.spec.output_hidden_states,
-                             output_attentions=self.spec.output_attentions, return_dict=True)
+            out = self.model(**inputs, **self.flags)
         items = {}
         for key, value in out.items():
             if hasattr(value, "to_legacy_cache"):  # DynamicCache -> nested tuples
