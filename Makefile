@@ -10,7 +10,7 @@ XDIST  ?= 2
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test clean
+.PHONY: install demo test support clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(XDIST) --dist loadgroup -q
+
+# SUPPORT.md from a full run of the tiny-config matrix (every model type x task with classes in 2+ frameworks).
+support: $(STAMP)
+	$(BIN)/python -m fixtures.matrix run .cache/matrix .cache/matrix-results --all-tasks
+	$(BIN)/python -m fixtures.matrix support .cache/matrix-results SUPPORT.md
 
 clean:
 	rm -rf $(VENV) .cache reports/demo
