@@ -123,7 +123,7 @@ def build(path, config: dict, *, texts=None, texts_file=None, batch_size=None,
         n = batch.arrays["input_ids"].shape[0]
         batch.arrays["pixel_values"] = modalities.pixel_values(config, n, seed)
     batch.modality = kind
-    if modalities.is_encoder_decoder(config):
+    if modalities.takes_decoder_ids(config, task):
         first = next(iter(batch.arrays.values()))
         enc_len = batch.arrays["input_ids"].shape[-1] if "input_ids" in batch.arrays else None
         batch.arrays["decoder_input_ids"] = modalities.decoder_ids(config, first.shape[0], seed, enc_len)
@@ -178,8 +178,14 @@ def random_ids(config: dict, batch_size: int, length: int, seed: int) -> Batch:
     mask = np.ones((batch_size, length), dtype=np.int64)
     pad = config.get("pad_token_id")
     pad = 0 if pad is None else int(pad)
-    for row in range(1, batch_size):
+    eos = config.get("eos_token_id")
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    for row in range(batch_size):
         keep = max(1, length - (row * length) // (2 * batch_size))
         mask[row, keep:] = 0
         ids[row, keep:] = pad
+        if isinstance(eos, int) and 0 <= eos < vocab:
+            # End every row with eos as a tokenizer would: BART-style sequence
+            # classification pools the last eos and needs one per row.
+            ids[row, keep - 1] = eos
     return Batch({"input_ids": ids, "attention_mask": mask}, "random-ids", seed)

@@ -38,8 +38,18 @@ def modality(config: dict) -> str:
     return "text"
 
 
+# Encoder-decoder heads that take decoder_input_ids. Sequence classification and question
+# answering (BART family) build them by shifting input_ids and pool at its eos positions;
+# causal-lm on an encoder-decoder type is the decoder alone.
+DECODER_INPUT_TASKS = {None, "base", "seq2seq-lm", "pretraining", "masked-lm", "speech-seq2seq", "vision2seq"}
+
+
 def is_encoder_decoder(config: dict) -> bool:
     return bool(config.get("is_encoder_decoder"))
+
+
+def takes_decoder_ids(config: dict, task: str | None) -> bool:
+    return is_encoder_decoder(config) and task in DECODER_INPUT_TASKS
 
 
 def pixel_values(config: dict, batch_size: int, seed: int) -> np.ndarray:

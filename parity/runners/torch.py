@@ -49,6 +49,12 @@ def convert_to_pt(cls, path: str, weights: str, source: str, **init_kwargs):
             model = load_flax_checkpoint_in_pytorch_model(model, file)
         info = capture.info
         func = "load_flax_checkpoint_in_pytorch_model"
+    # Tied weights (shared embeddings, LM heads) are absent from TF/Flax files by design; the
+    # converter lists them as missing although tie_weights() fills them.
+    model.tie_weights()
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    if tied and info.get("missing_keys"):
+        info = dict(info, missing_keys=[k for k in info["missing_keys"] if k not in tied])
     return model, info, META_NOTE.format(src=source, func=func)
 
 
