@@ -36,9 +36,10 @@ def render(results: dict, *, verbose: bool = False) -> str:
     ck = results["checkpoint"]
     inp = results["inputs"]
     shape = inp["shapes"].get("input_ids") or next(iter(inp["shapes"].values()), [])
+    keys = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in inp["shapes"].items())
     lines = [f"parity check {ck['path']}",
              f"  model_type {ck['model_type']}, task {results['task']}, inputs {inp['source']} "
-             f"{shape} ({inp['padded_positions']} padded positions excluded)", ""]
+             f"{shape} ({inp['padded_positions']} padded positions excluded)", f"  batch: {keys}", ""]
     lines.append(f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} load     run")
     for name, fw in results["frameworks"].items():
         sec = fw.get("seconds") or {}
@@ -76,6 +77,10 @@ def render(results: dict, *, verbose: bool = False) -> str:
         for r in rows:
             if not r["passed"] and (verbose or r["name"] == comp["first_divergence"]):
                 lines.append(f"  {r['name']}: {mismatch_message(r)}")
+        skipped = comp.get("not_compared") or []
+        for side in dict.fromkeys(item["missing_in"] for item in skipped):
+            names = [item["name"] for item in skipped if item["missing_in"] == side]
+            lines.append(f"  not compared (no {side} output): {', '.join(names)}")
     code = results["exit_code"]
     meaning = {0: "all comparisons pass", 1: "parity mismatch", 3: "a framework could not load or run"}
     lines += ["", f"verdict: {'PASS' if results['passed'] else 'FAIL'} (exit {code}: {meaning.get(code, '')})"]
