@@ -32,8 +32,8 @@ test: $(STAMP)
 
 # SUPPORT.md from a full run of the tiny-config matrix (every model type x task with classes in 2+ frameworks).
 support: $(STAMP)
-	$(BIN)/python -m fixtures.matrix run .cache/matrix .cache/matrix-results --all-tasks
-	$(BIN)/python -m fixtures.matrix support .cache/matrix-results SUPPORT.md
+	$(BIN)/python -m fixtures.matrix run .cache/support .cache/support-results --all-tasks
+	$(BIN)/python -m fixtures.matrix support .cache/support-results SUPPORT.md
 
 clean:
 	rm -rf $(VENV) .cache reports/demo

@@ -58,6 +58,7 @@ def render(results: dict, *, verbose: bool = False) -> str:
             lines.append(f"  {'':<9} note: {note}")
     for comp in results["comparisons"]:
         rows = comp["outputs"]
+        w = max([22] + [len(r["name"]) for r in rows])
         ok = sum(r["passed"] for r in rows)
         verdict = "PASS" if comp["passed"] else "FAIL"
         lines += ["", f"{comp['reference']} vs {comp['candidate']}: {verdict}  "
@@ -65,13 +66,13 @@ def render(results: dict, *, verbose: bool = False) -> str:
                   if rows else f"{comp['reference']} vs {comp['candidate']}: {verdict} (no outputs)"]
         if comp["first_divergence"]:
             lines.append(f"  first divergence: {comp['first_divergence']}")
-        lines.append(f"  {'output':<22} {'shape':<18} {'max abs':>8} {'max rel':>8} {'mean abs':>8} "
+        lines.append(f"  {'output':<{w}} {'shape':<18} {'max abs':>8} {'max rel':>8} {'mean abs':>8} "
                      f"{'cosine':>9} {'req atol':>8} {'mismatched':>14}  verdict")
         for r in rows:
             shape_s = "x".join(map(str, r["shape"] or []))
             mism = f"{r.get('mismatched', 0)}/{r.get('total', 0)}"
             cos = "-" if r.get("cosine") is None else f"{r['cosine']:.6f}"
-            lines.append(f"  {r['name']:<22} {shape_s:<18} {_num(r.get('max_abs_diff')):>8} "
+            lines.append(f"  {r['name']:<{w}} {shape_s:<18} {_num(r.get('max_abs_diff')):>8} "
                          f"{_num(r.get('max_rel_diff')):>8} {_num(r.get('mean_abs_diff')):>8} {cos:>9} "
                          f"{_num(r.get('required_atol')):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
         for r in rows:
