@@ -91,12 +91,14 @@ def render(results: list[dict], *, notes: dict | None = None, command: str | Non
     lines += ["", "## Findings", ""]
     if not failures:
         lines.append("None: every case passes.")
+    explained = {}
     for res in failures:
         key = f"{res['checkpoint']['model_type']}/{res['task']}"
         lines.append(f"- **{key}**")
         lines += _failure_lines(res)
         if key in notes:
-            lines.append(f"  - cause: {notes[key]}")
+            first = explained.setdefault(notes[key], key)
+            lines.append(f"  - cause: {notes[key]}" if first == key else f"  - cause: the same as {first}")
     skipped = {}
     for res in results:
         for comp in res["comparisons"]:
@@ -104,10 +106,11 @@ def render(results: list[dict], *, notes: dict | None = None, command: str | Non
                 skipped.setdefault(item["missing_in"], set()).add(res["checkpoint"]["model_type"])
     if skipped:
         lines += ["", "## Not compared", ""]
+        why = {"flax": " (transformers' Flax models return one only when called with an initialised cache)"}
         for fw, types in sorted(skipped.items()):
             lines.append(f"- `past_key_values.*` of {', '.join(sorted(types))}: {fw} returns no cache from a "
-                         "plain forward pass (transformers' Flax models return one only when called with an "
-                         "initialised cache); listed under `not_compared` in results.json, never counted as a pass.")
+                         f"plain forward pass{why.get(fw, '')}; listed under `not_compared` in results.json, "
+                         "never counted as a pass.")
     general = notes.get("*")
     if general:
         lines += ["", "## Notes", "", general]
