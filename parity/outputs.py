@@ -91,12 +91,15 @@ def model_order(names) -> list[str]:
 
     def key(item):
         pos, name = item
+        tower = None
+        if "_model_output." in name:  # CLIP: text_model_output.hidden_states.0 runs in the text tower
+            tower, name = name.split("_model_output.", 1)
         m = _LAYERED.match(name)
         if not m:
             return (9, 0, 0, pos)
         base = m.group("base")
         prefix = base[: -len("hidden_states")] if base.endswith("hidden_states") else base[: -len("attentions")]
-        stack = _STACK.get(prefix, 5)
+        stack = _STACK.get(prefix if tower is None else tower + "_", 5)
         sub = 0 if base.endswith("hidden_states") else (2 if prefix == "cross_" else 1)
         return (stack, int(m.group("idx")), sub, pos)
 

@@ -59,3 +59,11 @@ def test_cache_forms_get_one_name():
 def test_nested_outputs_keep_their_path():
     flat = flatten({"text_model_output": {"hidden_states": (np.zeros(1),)}, "text_embeds": np.zeros(2)})
     assert list(flat) == ["text_model_output.hidden_states.0", "text_embeds"]
+
+
+def test_model_order_runs_each_clip_tower_layer_by_layer():
+    names = ["text_embeds", "text_model_output.hidden_states.1", "vision_model_output.attentions.0",
+             "text_model_output.hidden_states.0", "vision_model_output.hidden_states.0", "text_model_output.attentions.0"]
+    assert model_order(names) == ["vision_model_output.hidden_states.0", "vision_model_output.attentions.0",
+                                  "text_model_output.hidden_states.0", "text_model_output.attentions.0",
+                                  "text_model_output.hidden_states.1", "text_embeds"]
