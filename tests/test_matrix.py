@@ -55,8 +55,6 @@ def test_model_type_checks_in_all_three_frameworks(tiny_matrix, model_type):
         assert comp["passed"], (fw, comp["first_divergence"])
         for row in comp["outputs"]:
             assert row["max_abs_diff"] is not None and row["max_abs_diff"] <= 1e-5, row
-        if model_type != "resnet":
-            assert res["frameworks"][fw]["load"]["missing"] == []
     assert res["exit_code"] == (1 if bad else 0)
 
     pt_tf, pt_flax = _names(comps["tf"]), _names(comps["flax"])

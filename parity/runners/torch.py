@@ -52,7 +52,8 @@ def convert_to_pt(cls, path: str, weights: str, source: str, **init_kwargs):
     # Tied weights (shared embeddings, LM heads) are absent from TF/Flax files by design; the
     # converter lists them as missing although tie_weights() fills them.
     model.tie_weights()
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    tied = {f"{name}.{key}" if name else key for name, module in model.named_modules()
+            for key in (getattr(module, "_tied_weights_keys", None) or [])}
     if tied and info.get("missing_keys"):
         info = dict(info, missing_keys=[k for k in info["missing_keys"] if k not in tied])
     return model, info, META_NOTE.format(src=source, func=func)
