@@ -10,7 +10,7 @@ XDIST  ?= 2
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test clean chromium screenshot
+.PHONY: install demo test support clean chromium screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ chromium:
 screenshot: $(STAMP) chromium
 	$(BIN)/parity report fixtures/results/fail.json --out reports/screenshot --format html; test $$? -le 1
 	$(BIN)/python -m fixtures.chromium reports/screenshot/report.html docs/report.png --width 1100
+
+# SUPPORT.md from a full run of the tiny-config matrix (every model type x task with classes in 2+ frameworks).
+support: $(STAMP)
+	$(BIN)/python -m fixtures.matrix run .cache/support .cache/support-results --all-tasks
+	$(BIN)/python -m fixtures.matrix support .cache/support-results SUPPORT.md
 
 clean:
 	rm -rf $(VENV) .cache reports/demo reports/screenshot

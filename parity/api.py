@@ -13,7 +13,7 @@ from .compare import compare_pair
 from .config import CheckConfig
 from .errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, UsageError
 from .executor import RunInterrupted, execute
-from .outputs import group, is_cache, model_order
+from .outputs import group, model_order
 from .results import Results, environment, versions
 from .runners import runner_class
 from .runners.base import LoadSpec
@@ -102,7 +102,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
             return batch
         return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
                             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
-                            trust_remote_code=cfg.trust_remote_code)
+                            trust_remote_code=cfg.trust_remote_code, task=task)
 
     # --explain: every framework runs the probes; PyTorch (when it runs) also the float64 oracle.
     explain = {fw: {"float64": fw == "pt"} for fw in specs} if cfg.explain else None
@@ -198,10 +198,11 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list, progres
             continue
         if progress:
             progress(f"{cfg.reference} vs {fw}", "comparing")
-        names = [n for n in ref.names if group(n) in cfg.outputs and not is_cache(n)]
-        names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs and not is_cache(n)]
+        names = [n for n in ref.names if group(n) in cfg.outputs]
+        names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs]
         comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),
-                                        tolerance=cfg.tolerance, attention_mask=batch.attention_mask))
+                                        tolerance=cfg.tolerance, attention_mask=batch.masks,
+                                        seq2seq=batch.seq2seq))
     return comparisons
 
 

@@ -43,8 +43,8 @@ def _add_check(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--atol", default=None, help="absolute tolerance (default: 1e-5)")
     p.add_argument("--rtol", default=None, help="relative tolerance (default: 1e-5)")
-    p.add_argument("--outputs", default="logits,hidden_states,attentions",
-                   help="output groups to compare: logits (head outputs), hidden_states, attentions")
+    p.add_argument("--outputs", default="logits,hidden_states,attentions,cache",
+                   help="output groups to compare: logits (head outputs), hidden_states, attentions, cache (past_key_values)")
     p.add_argument("--report-dir", help="where results.json goes (default: reports/<checkpoint name>)")
     p.add_argument("--inline", action="store_true", help="run every framework in this process (debugging)")
     p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")
@@ -136,6 +136,48 @@ def _cmd_convert(args) -> int:
     return results.exit_code
 
 
+def _add_support(sub) -> None:
+    p = sub.add_parser("support", help="which model types and tasks have classes in which frameworks",
+                       description="Print the model type x task matrix of the installed transformers (from its "
+                                   "auto mappings), or, with --results, the verdicts of a folder of results.json "
+                                   "files (the tiny-config matrix) as SUPPORT.md.")
+    p.add_argument("--format", default="text", choices=["text", "md"], help="text table or Markdown")
+    p.add_argument("--results", help="folder searched for results.json files: render verdicts (always Markdown)")
+    p.add_argument("--min-frameworks", default="2", choices=["1", "2", "3"],
+                   help="list pairs with a class in at least this many frameworks (default: 2)")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.set_defaults(func=_cmd_support)
+
+
+def _cmd_support(args) -> int:
+    if args.results:
+        from .report import support as support_report
+
+        if not Path(args.results).is_dir():
+            raise UsageError(f"results folder {args.results} does not exist",
+                             "pass the folder that `python -m fixtures.matrix run` (or parity check "
+                             "--report-dir) wrote")
+        found = support_report.load_all(args.results)
+        if not found:
+            raise UsageError(f"no results.json under {args.results}", "run parity check with --report-dir there first")
+        text = support_report.render(found)
+    else:
+        from .support import render
+
+        text = render(args.format, int(args.min_frameworks))
+    if args.output:
+        tmp = Path(args.output).with_name(Path(args.output).name + ".tmp")
+        try:
+            tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+            os.replace(tmp, args.output)
+        except OSError as e:
+            raise UsageError(f"cannot write {args.output} ({e.strerror})", "pass --output with a writable path") from None
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="parity", description="Multi-framework parity tester for transformers checkpoints.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -144,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     _add_report(sub)
     _add_convert(sub)
+    _add_support(sub)
     return parser
 
 

@@ -19,24 +19,72 @@ from . import outputs as outnames
 TOKEN_LEVEL_2D = {"start_logits", "end_logits"}
 
 
-def valid_mask(name: str, shape: tuple, attention_mask: np.ndarray | None) -> np.ndarray | None:
+def stack_of(name: str, seq2seq: bool = False) -> str:
+    """Which padding mask an output follows: encoder, decoder, cross (decoder queries over
+    encoder keys) or none (vision towers have no padding)."""
+    base = name.split(".", 1)[0]
+    if "vision" in base or base.startswith("image_"):
+        return "none"
+    if base == "past_key_values":
+        kind = name.rsplit(".", 1)[-1]
+        if kind.startswith("cross_"):
+            return "encoder"
+        return "decoder" if seq2seq else "encoder"
+    if base == "cross_attentions":
+        return "cross"
+    if base.startswith("text_") or base.startswith("encoder_") or not seq2seq:
+        return "encoder"
+    return "decoder"
+
+
+def _as_rows(mask):
+    """2-D (rows, tokens) bool mask; multiple choice's (batch, choices, tokens) is flattened
+    as the models flatten their inputs."""
+    if mask is None:
+        return None
+    m = np.asarray(mask).astype(bool)
+    if m.ndim == 3:
+        m = m.reshape(-1, m.shape[-1])
+    return m if m.ndim == 2 else None
+
+
+def valid_mask(name: str, shape: tuple, attention_mask, seq2seq: bool = False) -> np.ndarray | None:
     """Boolean mask of the positions that count, broadcastable to ``shape``.
 
+    ``attention_mask`` is the encoder's mask, or ``{"encoder": m, "decoder": m}``.
     Token-aligned outputs ``(batch, tokens, ...)`` drop padded tokens;
-    attention maps ``(batch, heads, query, key)`` drop padded queries and keys.
-    Outputs without a token axis (pooled, sequence logits) count everywhere.
+    attention maps ``(batch, heads, query, key)`` drop padded queries and keys
+    (cross-attention: decoder queries, encoder keys); caches ``(batch, heads,
+    tokens, dim)`` drop padded tokens. Outputs without a token axis (pooled,
+    sequence logits) and vision outputs count everywhere.
     """
-    if attention_mask is None:
+    masks = attention_mask if isinstance(attention_mask, dict) else {"encoder": attention_mask}
+    stack = stack_of(name, seq2seq)
+    if stack == "none":
         return None
-    m = np.asarray(attention_mask).astype(bool)
-    if m.ndim != 2:
+    enc, dec = _as_rows(masks.get("encoder")), _as_rows(masks.get("decoder"))
+    if stack == "cross":
+        q, k = dec, enc
+    else:
+        q = k = enc if stack == "encoder" else dec
+    if q is None and k is None:
+        return None
+    if outnames.group(name) == "attentions" and len(shape) == 4:
+        b, tq, tk = shape[0], shape[2], shape[3]
+        if (q is not None and q.shape != (b, tq)) or (k is not None and k.shape != (b, tk)):
+            return None  # the map does not line up with the mask: compare everything
+        qm = np.ones((b, tq), bool) if q is None else q
+        km = np.ones((b, tk), bool) if k is None else k
+        return np.broadcast_to(qm[:, None, :, None] & km[:, None, None, :], shape)
+    m = q
+    if m is None:
         return None
     b, t = m.shape
-    if outnames.group(name) == "attentions" and len(shape) == 4 and shape[0] == b \
-            and shape[2] == t and shape[3] == t:
-        full = m[:, None, :, None] & m[:, None, None, :]
-        return np.broadcast_to(full, shape)
-    token_aligned = len(shape) >= 3 or name.split(".")[0] in TOKEN_LEVEL_2D
+    if outnames.group(name) == "cache":
+        if len(shape) == 4 and shape[0] == b and shape[2] == t:
+            return np.broadcast_to(m[:, None, :, None], shape)
+        return None
+    token_aligned = len(shape) >= 3 or name.split(".")[-1] in TOKEN_LEVEL_2D or name in TOKEN_LEVEL_2D
     if token_aligned and len(shape) >= 2 and shape[0] == b and shape[1] == t:
         return np.broadcast_to(m.reshape((b, t) + (1,) * (len(shape) - 2)), shape)
     return None
@@ -158,17 +206,26 @@ def _padded_stats(a: np.ndarray, b: np.ndarray, padded: np.ndarray) -> dict:
 
 def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping,
                  names: Iterable[str], *, tolerance, attention_mask=None,
-                 exclude_padding: bool = True) -> dict:
+                 exclude_padding: bool = True, seq2seq: bool = False) -> dict:
     """Compare every named output of one pair, streaming one tensor at a time.
 
     ``tolerance(name) -> (atol, rtol)``. Outputs present on one side only are
-    reported as failures (a missing tensor is never a silent pass).
+    reported as failures (a missing tensor is never a silent pass), except a
+    cache that one framework does not return from a plain forward pass (Flax
+    returns ``past_key_values`` only when given an initialised cache): those
+    are listed in ``not_compared`` with the reason.
     """
-    rows = []
-    tokens = tuple(np.shape(attention_mask)) if attention_mask is not None and np.ndim(attention_mask) == 2 else None
+    rows, skipped = [], []
+    enc_mask = attention_mask.get("encoder") if isinstance(attention_mask, dict) else attention_mask
+    tokens = tuple(np.shape(enc_mask)) if enc_mask is not None and np.ndim(enc_mask) == 2 else None
     worst = None  # (score, row, per-token values) of the worst token-aligned output
     for name in names:
         atol, rtol = tolerance(name)
+        missing_in = [fw for fw, outs in ((reference, ref_outputs), (candidate, cand_outputs)) if name not in outs]
+        if missing_in and outnames.group(name) == "cache" and len(missing_in) == 1:
+            skipped.append({"name": name, "missing_in": missing_in[0],
+                            "reason": f"{missing_in[0]} returns no cache from a plain forward pass"})
+            continue
         if name not in ref_outputs or name not in cand_outputs:
             side = reference if name not in ref_outputs else candidate
             rows.append({"name": name, "shape": None, "passed": False, "atol": atol, "rtol": rtol,
@@ -176,8 +233,10 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
             continue
         b = ref_outputs[name]
         a = cand_outputs[name]
-        mask = valid_mask(name, np.shape(b), attention_mask) if exclude_padding else None
-        row = compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask, tokens=tokens)
+        mask = valid_mask(name, np.shape(b), attention_mask, seq2seq) if exclude_padding else None
+        # The heat map is over the encoder's (batch, token) grid: only outputs on that grid feed it.
+        on_grid = tokens if stack_of(name, seq2seq) == "encoder" and outnames.group(name) != "cache" else None
+        row = compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask, tokens=on_grid)
         per_tok = row.pop("_per_token", None)
         if per_tok is not None:
             # NaN/Inf outrank any finite difference.
@@ -192,4 +251,4 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
         token_error = {"output": worst[1]["name"], "max_abs_diff": worst[1]["max_abs_diff"],
                        "reduction": "max abs diff over every other axis", **worst[2]}
     return {"reference": reference, "candidate": candidate, "passed": first is None,
-            "first_divergence": first, "outputs": rows, "token_error": token_error}
+            "first_divergence": first, "outputs": rows, "token_error": token_error, "not_compared": skipped}

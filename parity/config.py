@@ -98,7 +98,7 @@ class CheckConfig:
         for g in groups:
             if g not in GROUPS:
                 raise UsageError(f"unknown output group {g!r}",
-                                 "--outputs takes a comma list of logits, hidden_states, attentions")
+                                 "--outputs takes a comma list of logits, hidden_states, attentions, cache")
         self.outputs = list(dict.fromkeys(groups))
         for name in ("batch_size", "max_length", "seed"):
             value = getattr(self, name)

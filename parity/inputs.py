@@ -3,7 +3,8 @@
 Texts are tokenized with the checkpoint's own tokenizer (``padding=True,
 truncation=True``) and exactly the keys it returns are passed on: nothing
 such as token_type_ids is invented. Without a tokenizer, seeded random ids
-inside the vocabulary with a padded attention mask.
+inside the vocabulary with a padded attention mask. Images, audio, decoder
+ids and multiple-choice shapes come from parity.modalities.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import modalities
 from .errors import UsageError
 
 # Varied on purpose: short and long (truncated at the default max length),
@@ -41,10 +43,17 @@ class Batch:
     texts: list | None = None
     tokenizer: str | None = None      # tokenizer class name when one was used
     extra: dict = field(default_factory=dict)
+    modality: str = "text"            # what the encoder reads (see modalities.modality)
+    seq2seq: bool = False             # decoder_input_ids present: non-encoder outputs are decoder-aligned
 
     @property
     def attention_mask(self) -> np.ndarray | None:
         return self.arrays.get("attention_mask")
+
+    @property
+    def masks(self) -> dict:
+        """Padding masks per stack, for compare.valid_mask (None = no padding)."""
+        return {"encoder": self.attention_mask, "decoder": self.arrays.get("decoder_attention_mask")}
 
     def describe(self) -> dict:
         """JSON form for results.json: shapes and dtypes, the seed, the texts."""
@@ -57,6 +66,8 @@ class Batch:
             # Per row and token, so reports can mark padded positions (the heat map).
             "attention_mask": (np.asarray(self.attention_mask).astype(int).tolist()
                                if self.attention_mask is not None else None),
+            "modality": self.modality, "seq2seq": self.seq2seq,
+            "layout": {"pixel_values": "NCHW"} if "pixel_values" in self.arrays else {},
         }
 
     def save(self, path: Path) -> None:
@@ -94,23 +105,52 @@ def has_tokenizer(path: Path) -> bool:
 
 
 def build(path, config: dict, *, texts=None, texts_file=None, batch_size=None,
-          max_length=64, seed=0, trust_remote_code=False) -> Batch:
-    """Build the one batch of a check."""
+          max_length=64, seed=0, task=None, trust_remote_code=False) -> Batch:
+    """Build the one batch of a check: the encoder input for the config's modality,
+    then decoder ids for encoder-decoder models."""
     given = read_texts(texts, texts_file)
+    kind = modalities.modality(config)
+    choices = modalities.CHOICES if task == "multiple-choice" else 1
+    if kind in ("text", "text+image"):
+        batch = _text(path, config, given, batch_size, max_length, seed, choices, trust_remote_code)
+    else:
+        if given:
+            raise UsageError(f"{path} is a {kind} model, so --text / --texts-file cannot be used",
+                             "leave out --text: parity feeds seeded inputs of the right shape")
+        n = batch_size or 4
+        make = {"image": ("pixel_values", modalities.pixel_values),
+                "audio-features": ("input_features", modalities.input_features),
+                "audio-waveform": ("input_values", modalities.input_values)}[kind]
+        batch = Batch({make[0]: make[1](config, n, seed)}, f"seeded-{kind}", seed)
+    if kind == "text+image":
+        n = batch.arrays["input_ids"].shape[0]
+        batch.arrays["pixel_values"] = modalities.pixel_values(config, n, seed)
+    batch.modality = kind
+    if modalities.takes_decoder_ids(config, task):
+        first = next(iter(batch.arrays.values()))
+        enc_len = batch.arrays["input_ids"].shape[-1] if "input_ids" in batch.arrays else None
+        batch.arrays["decoder_input_ids"] = modalities.decoder_ids(config, first.shape[0], seed, enc_len)
+        batch.seq2seq = True
+    return batch
+
+
+def _text(path, config, given, batch_size, max_length, seed, choices, trust_remote_code=False) -> Batch:
     if has_tokenizer(path):
         chosen = given or list(DEFAULT_TEXTS)
-        if batch_size:
-            chosen = [chosen[i % len(chosen)] for i in range(batch_size)]
-        return _tokenize(path, chosen, max_length, seed, trust_remote_code)
-    if is_vision(config):
+        rows = (batch_size or max(1, len(chosen) // choices)) * choices
+        chosen = [chosen[i % len(chosen)] for i in range(rows)] if (batch_size or choices > 1) else chosen
+        batch = _tokenize(path, chosen, max_length, seed, trust_remote_code)
+    else:
         if given:
-            raise UsageError(f"{path} is a vision checkpoint, so --text / --texts-file cannot be used",
-                             "leave out --text: parity feeds seeded pixel_values")
-        return pixel_values(config, batch_size or 4, seed)
-    if given:
-        raise UsageError(f"{path} has no tokenizer, so --text / --texts-file cannot be used",
-                         "save the tokenizer into the checkpoint folder, or leave out --text to use seeded token ids")
-    return random_ids(config, batch_size or 4, max_length, seed)
+            raise UsageError(f"{path} has no tokenizer, so --text / --texts-file cannot be used",
+                             "save the tokenizer into the checkpoint folder, or leave out --text to use seeded "
+                             "token ids")
+        text_cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) \
+            else modalities.encoder_config(config)
+        batch = random_ids(text_cfg, (batch_size or 4) * choices, max_length, seed)
+    if choices > 1:
+        batch.arrays = modalities.to_choices(batch.arrays, choices)
+    return batch
 
 
 def _tokenize(path, texts, max_length, seed, trust_remote_code=False) -> Batch:
@@ -141,22 +181,15 @@ def random_ids(config: dict, batch_size: int, length: int, seed: int) -> Batch:
     mask = np.ones((batch_size, length), dtype=np.int64)
     pad = config.get("pad_token_id")
     pad = 0 if pad is None else int(pad)
-    for row in range(1, batch_size):
+    eos = config.get("eos_token_id")
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    for row in range(batch_size):
         keep = max(1, length - (row * length) // (2 * batch_size))
         mask[row, keep:] = 0
         ids[row, keep:] = pad
+        if isinstance(eos, int) and 0 <= eos < vocab:
+            # End every row with eos as a tokenizer would: BART-style sequence
+            # classification pools the last eos and needs one per row.
+            ids[row, keep - 1] = eos
     return Batch({"input_ids": ids, "attention_mask": mask}, "random-ids", seed)
 
-
-def is_vision(config: dict) -> bool:
-    """An image model's config (ViT, ConvNeXt, ...): image size and channels, no vocabulary."""
-    return "image_size" in config and "num_channels" in config and not config.get("vocab_size")
-
-
-def pixel_values(config: dict, batch_size: int, seed: int) -> Batch:
-    """Seeded NCHW float32 pixels (standard normal, like normalised images) at the config's size."""
-    size = config["image_size"]
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    rng = np.random.default_rng(seed)
-    pixels = rng.standard_normal((batch_size, int(config["num_channels"]), height, width)).astype(np.float32)
-    return Batch({"pixel_values": pixels}, "random-pixels", seed)

@@ -12,10 +12,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-GROUPS = ("logits", "hidden_states", "attentions")
-# Decoding caches, not results: their keys/values are the projections of layers whose
-# outputs are compared anyway, and Flax returns them only when decoding with init_cache.
-CACHE_OUTPUTS = ("past_key_values",)
+GROUPS = ("logits", "hidden_states", "attentions", "cache")
+# Legacy cache tuples per layer: (self k, self v[, cross k, cross v]).
+CACHE_PARTS = ("k", "v", "cross_k", "cross_v")
 
 _LAYERED = re.compile(r"^(?P<base>[a-z_]*?(hidden_states|attentions))\.(?P<idx>\d+)(?P<rest>.*)$")
 # Where a stack sits in the forward pass: encoders (and vision/text towers) run first.
@@ -43,18 +42,43 @@ def flatten(output: Mapping[str, Any], to_numpy: Callable[[Any], np.ndarray] = n
             flat[prefix] = arr
 
     for key, value in output.items():
+        if key == "past_key_values" and value is not None:
+            walk(key, _cache_layers(value))
+            continue
         walk(key, value)
     return flat
 
 
+def _cache_layers(cache):
+    """Any cache form -> ``[{"k": .., "v": .., "cross_k": .., "cross_v": ..}, ...]`` per layer.
+
+    PyTorch's DynamicCache / EncoderDecoderCache arrive as legacy tuples (the
+    torch runner calls to_legacy_cache); TF GPT-2 stacks each layer's key and
+    value into one (2, batch, heads, tokens, dim) tensor; the rest are tuples.
+    """
+    layers = []
+    for layer in cache:
+        if not isinstance(layer, (list, tuple)):
+            shape = getattr(layer, "shape", ())
+            if len(shape) == 5 and shape[0] == 2:  # stacked (key, value)
+                layer = (layer[0], layer[1])
+            else:
+                layers.append(layer)
+                continue
+        layers.append({CACHE_PARTS[i] if i < len(CACHE_PARTS) else str(i): t for i, t in enumerate(layer)})
+    return layers
+
+
 def is_cache(name: str) -> bool:
-    """A decoding cache entry (``past_key_values.0.1``): flattened, but never compared."""
-    return name.split(".", 1)[0] in CACHE_OUTPUTS
+    """A decoding cache entry (``past_key_values.0.k``)."""
+    return group(name) == "cache"
 
 
 def group(name: str) -> str:
-    """Output group used by ``--outputs``: hidden_states, attentions or logits (head outputs)."""
+    """Output group used by ``--outputs``: hidden_states, attentions, cache or logits (head outputs)."""
     base = name.split(".", 1)[0]
+    if base == "past_key_values":
+        return "cache"
     if base.endswith("hidden_states"):
         return "hidden_states"
     if base.endswith("attentions"):
@@ -73,12 +97,15 @@ def model_order(names) -> list[str]:
 
     def key(item):
         pos, name = item
+        tower = None
+        if "_model_output." in name:  # CLIP: text_model_output.hidden_states.0 runs in the text tower
+            tower, name = name.split("_model_output.", 1)
         m = _LAYERED.match(name)
         if not m:
             return (9, 0, 0, pos)
         base = m.group("base")
         prefix = base[: -len("hidden_states")] if base.endswith("hidden_states") else base[: -len("attentions")]
-        stack = _STACK.get(prefix, 5)
+        stack = _STACK.get(prefix if tower is None else tower + "_", 5)
         sub = 0 if base.endswith("hidden_states") else (2 if prefix == "cross_" else 1)
         return (stack, int(m.group("idx")), sub, pos)
 

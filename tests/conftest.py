@@ -47,6 +47,29 @@ def tiny() -> Path:
     return target
 
 
+def build_cached(name: str, argv: list, sources: list) -> Path:
+    """Run a fixtures builder once per content of its sources into .cache/<name>/<key> (locked for xdist)."""
+    h = hashlib.sha256()
+    for src in sources:
+        h.update((ROOT / src).read_bytes())
+    cache = ROOT / ".cache" / name
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / h.hexdigest()[:12]
+    with open(cache / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "DONE").exists():
+            import shutil
+            tmp = target.with_name(target.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            subprocess.run([sys.executable, *[a.replace("{out}", str(tmp)) for a in argv]], cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            (tmp / "DONE").write_text("ok")
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+    return target
+
+
 @pytest.fixture(scope="session")
 def minilm() -> Path:
     from fixtures.minilm import path

@@ -129,3 +129,45 @@ def test_padded_positions_are_reported_apart():
     r = compare_array("hidden_states.0", a, b, atol=1e-5, rtol=0, valid=valid_mask("hidden_states.0", b.shape, mask))
     assert r["passed"]
     assert r["padded"] == {"positions": 3, "max_abs_diff": 0.5, "nonfinite": 0}
+
+
+def test_masks_follow_the_stack_in_encoder_decoder_models():
+    enc = np.array([[1, 1, 0]])
+    masks = {"encoder": enc, "decoder": None}
+    # encoder outputs drop padded encoder tokens
+    assert valid_mask("encoder_hidden_states.0", (1, 3, 4), masks, True)[0, :, 0].tolist() == [True, True, False]
+    # decoder outputs (no decoder padding) count everywhere, even when lengths happen to match
+    assert valid_mask("logits", (1, 3, 9), masks, True) is None
+    assert valid_mask("decoder_attentions.0", (1, 2, 3, 3), masks, True) is None
+    # cross attention: every decoder query, only real encoder keys
+    m = valid_mask("cross_attentions.0", (1, 2, 5, 3), masks, True)
+    assert m.shape == (1, 2, 5, 3) and m[0, 0, :, 2].sum() == 0 and m[0, 0, :, :2].all()
+    # caches: self-attention cache is decoder-aligned, the cross cache encoder-aligned (token axis 2)
+    assert valid_mask("past_key_values.0.k", (1, 2, 3, 8), masks, True) is None
+    assert valid_mask("past_key_values.0.cross_v", (1, 2, 3, 8), masks, True)[0, 0, :, 0].tolist() == \
+        [True, True, False]
+
+
+def test_masks_for_decoder_only_caches_vision_towers_and_multiple_choice():
+    mask = np.array([[1, 1, 0]])
+    assert valid_mask("past_key_values.1.v", (1, 2, 3, 8), mask)[0, 1, :, 3].tolist() == [True, True, False]
+    assert valid_mask("vision_model_output.last_hidden_state", (1, 3, 4), mask) is None
+    assert valid_mask("text_model_output.last_hidden_state", (1, 3, 4), mask)[0, :, 0].tolist() == \
+        [True, True, False]
+    choices = np.array([[[1, 1, 0], [1, 0, 0]]])            # (batch 1, 2 choices, 3 tokens)
+    m = valid_mask("hidden_states.0", (2, 3, 4), choices)  # the model runs batch x choices rows
+    assert m[:, :, 0].tolist() == [[True, True, False], [True, False, False]]
+    assert valid_mask("logits", (1, 2), choices) is None
+
+
+def test_a_cache_one_framework_does_not_return_is_listed_not_failed():
+    ref = {"logits": np.ones(2), "past_key_values.0.k": np.ones(2)}
+    cand = {"logits": np.ones(2)}
+    comp = compare_pair("pt", "flax", ref, cand, ["logits", "past_key_values.0.k"], tolerance=lambda n: (1e-5, 1e-5))
+    assert comp["passed"] and [o["name"] for o in comp["outputs"]] == ["logits"]
+    assert comp["not_compared"] == [{"name": "past_key_values.0.k", "missing_in": "flax",
+                                     "reason": "flax returns no cache from a plain forward pass"}]
+    # any other missing output still fails
+    comp = compare_pair("pt", "flax", {"logits": np.ones(2), "pooler_output": np.ones(2)}, cand,
+                        ["logits", "pooler_output"], tolerance=lambda n: (1e-5, 1e-5))
+    assert not comp["passed"] and comp["first_divergence"] == "pooler_output"

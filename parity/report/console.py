@@ -54,9 +54,10 @@ def render(results: dict, *, verbose: bool = False) -> str:
     ck = results["checkpoint"]
     inp = results["inputs"]
     shape = inp["shapes"].get("input_ids") or next(iter(inp["shapes"].values()), [])
+    keys = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in inp["shapes"].items())
     lines = [f"parity check {ck['path']}",
              f"  model_type {ck['model_type']}, task {results['task']}, inputs {inp['source']} "
-             f"{shape} ({inp['padded_positions']} padded positions excluded)", ""]
+             f"{shape} ({inp['padded_positions']} padded positions excluded)", f"  batch: {keys}", ""]
     lines.append(f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} load     run")
     for name, fw in results["frameworks"].items():
         sec = fw.get("seconds") or {}
@@ -75,6 +76,7 @@ def render(results: dict, *, verbose: bool = False) -> str:
             lines.append(f"  {'':<9} note: {note}")
     for comp in results["comparisons"]:
         rows = comp["outputs"]
+        w = max([22] + [len(r["name"]) for r in rows])
         ok = sum(r["passed"] for r in rows)
         verdict = "PASS" if comp["passed"] else "FAIL"
         lines += ["", f"{comp['reference']} vs {comp['candidate']}: {verdict}  "
@@ -82,18 +84,22 @@ def render(results: dict, *, verbose: bool = False) -> str:
                   if rows else f"{comp['reference']} vs {comp['candidate']}: {verdict} (no outputs)"]
         if comp["first_divergence"]:
             lines.append(f"  first divergence: {comp['first_divergence']}")
-        lines.append(f"  {'output':<22} {'shape':<18} {'max abs':>8} {'max rel':>8} {'mean abs':>8} "
+        lines.append(f"  {'output':<{w}} {'shape':<18} {'max abs':>8} {'max rel':>8} {'mean abs':>8} "
                      f"{'cosine':>9} {'req atol':>8} {'mismatched':>14}  verdict")
         for r in rows:
             shape_s = "x".join(map(str, r["shape"] or []))
             mism = f"{r.get('mismatched', 0)}/{r.get('total', 0)}"
             cos = "-" if r.get("cosine") is None else f"{r['cosine']:.6f}"
-            lines.append(f"  {r['name']:<22} {shape_s:<18} {_num(r.get('max_abs_diff')):>8} "
+            lines.append(f"  {r['name']:<{w}} {shape_s:<18} {_num(r.get('max_abs_diff')):>8} "
                          f"{_num(r.get('max_rel_diff')):>8} {_num(r.get('mean_abs_diff')):>8} {cos:>9} "
                          f"{_num(r.get('required_atol')):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
         for r in rows:
             if not r["passed"] and (verbose or r["name"] == comp["first_divergence"]):
                 lines.append(f"  {r['name']}: {mismatch_message(r)}")
+        skipped = comp.get("not_compared") or []
+        for side in dict.fromkeys(item["missing_in"] for item in skipped):
+            names = [item["name"] for item in skipped if item["missing_in"] == side]
+            lines.append(f"  not compared (no {side} output): {', '.join(names)}")
     if results.get("diagnosis"):
         lines += ["", *render_diagnosis(results["diagnosis"])]
     code = results["exit_code"]

@@ -166,6 +166,25 @@ class Runner:
         )
 
 
+def call_flags(fn, wanted: dict, notes: list, class_name: str) -> dict:
+    """Keep the flags ``fn`` accepts (ResNet has no attention maps, Flax OPT no ``train``);
+    say in the load notes which were left out, so a missing output group is explained."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return dict(wanted)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(wanted)
+    kept = {k: v for k, v in wanted.items() if k in params}
+    dropped = [k for k, v in wanted.items() if k not in params and v is True
+               and k not in ("train", "training", "deterministic", "return_dict")]
+    if dropped:
+        notes.append(f"{class_name} takes no {', '.join(dropped)}: not requested")
+    return kept
+
+
 def _keyname(key) -> str:
     return "/".join(map(str, key)) if isinstance(key, (tuple, list)) else str(key)
 

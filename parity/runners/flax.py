@@ -7,7 +7,7 @@ import os
 from ..errors import FrameworkError
 from ..outputs import flatten
 from . import bridge
-from .base import LoadLogCapture, LoadReport, Runner
+from .base import LoadLogCapture, LoadReport, Runner, call_flags
 
 
 class FlaxRunner(Runner):
@@ -45,6 +45,13 @@ class FlaxRunner(Runner):
         if tmp is not None:
             report.notes.append(f"{self.spec.converted_from} weights converted to PyTorch weights first: "
                                 f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
+        # Inference mode is `train=False` on most Flax classes, `deterministic=True` on a few (OPT).
+        self.flags = call_flags(self.model.__call__, {"output_hidden_states": self.spec.output_hidden_states,
+                                                      "output_attentions": self.spec.output_attentions,
+                                                      "return_dict": True, "train": False,
+                                                      "deterministic": True}, report.notes, self.spec.class_name)
+        if "train" in self.flags:
+            self.flags.pop("deterministic", None)
         return report
 
     def _forward(self):
@@ -68,6 +75,5 @@ class FlaxRunner(Runner):
         import numpy as np
 
         with jax.default_device(self.device):
-            out = self.model(**arrays, output_hidden_states=self.spec.output_hidden_states,
-                             output_attentions=self.spec.output_attentions, return_dict=True, train=False)
+            out = self.model(**arrays, **self.flags)
         return flatten(dict(out.items()), np.asarray)

@@ -7,7 +7,7 @@ import os
 from ..errors import FrameworkError
 from ..outputs import flatten
 from . import bridge
-from .base import LoadReport, Runner
+from .base import LoadReport, Runner, call_flags
 
 
 class TFRunner(Runner):
@@ -52,6 +52,10 @@ class TFRunner(Runner):
         if tmp is not None:
             report.notes.append(f"{self.spec.converted_from} weights converted to PyTorch weights first: "
                                 f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
+        self.flags = call_flags(model.call, {"output_hidden_states": self.spec.output_hidden_states,
+                                             "output_attentions": self.spec.output_attentions,
+                                             "return_dict": True, "training": False}, report.notes,
+                                self.spec.class_name)
         return report
 
     def _forward(self):
@@ -73,6 +77,5 @@ class TFRunner(Runner):
         import tensorflow as tf
 
         with tf.device(self.device):
-            out = self.model(dict(arrays), output_hidden_states=self.spec.output_hidden_states,
-                             output_attentions=self.spec.output_attentions, return_dict=True, training=False)
+            out = self.model(dict(arrays), **self.flags)
         return flatten(dict(out.items()), lambda t: t.numpy())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import FrameworkError
 from ..outputs import flatten
-from .base import LoadLogCapture, LoadReport, Runner
+from .base import LoadLogCapture, LoadReport, Runner, call_flags
 
 # transformers 4.57 builds the model on the meta device and its from_tf / from_flax
 # paths then load_state_dict() into meta tensors: every parameter stays on meta,
@@ -92,6 +92,13 @@ def convert_to_pt(cls, path: str, weights: str, source: str, trust_remote_code: 
             model = load_flax_checkpoint_in_pytorch_model(model, file)
         info = capture.info
         func = "load_flax_checkpoint_in_pytorch_model"
+    # Tied weights (shared embeddings, LM heads) are absent from TF/Flax files by design; the
+    # converter lists them as missing although tie_weights() fills them.
+    model.tie_weights()
+    tied = {f"{name}.{key}" if name else key for name, module in model.named_modules()
+            for key in (getattr(module, "_tied_weights_keys", None) or [])}
+    if tied and info.get("missing_keys"):
+        info = dict(info, missing_keys=[k for k in info["missing_keys"] if k not in tied])
     return model, info, META_NOTE.format(src=source, func=func)
 
 
@@ -130,6 +137,9 @@ class TorchRunner(Runner):
         self.model = model.to(self.device).eval()
         report = self._report(str(self.device), info)
         report.notes = notes
+        self.flags = call_flags(model.forward, {"output_hidden_states": self.spec.output_hidden_states,
+                                                "output_attentions": self.spec.output_attentions,
+                                                "return_dict": True}, report.notes, self.spec.class_name)
         return report
 
     def _export_impl(self) -> dict:
@@ -163,8 +173,7 @@ class TorchRunner(Runner):
 
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
         with torch.no_grad():
-            out = self.model(**inputs, output_hidden_states=self.spec.output_hidden_states,
-                             output_attentions=self.spec.output_attentions, return_dict=True)
+            out = self.model(**inputs, **self.flags)
         items = {}
         for key, value in out.items():
             if hasattr(value, "to_legacy_cache"):  # DynamicCache -> nested tuples
