@@ -30,10 +30,20 @@ def check(path, **options) -> Results:
     return run_check(CheckConfig(path=str(path), **options).validated())
 
 
-def run_check(cfg: CheckConfig) -> Results:
+def run_check(cfg: CheckConfig, *, batch=None, baseline=None, on_outputs=None) -> Results:
+    """Run one check. Seams for golden baselines (parity.baseline):
+
+    ``batch``: a recorded Batch used as is instead of building one.
+    ``baseline``: {framework: recorded outputs}; each framework is then compared
+    with its own recorded outputs (reference ``baseline:<fw>``) instead of with
+    ``cfg.reference``, so one framework is enough.
+    ``on_outputs(framework, outputs)``: called with each framework's outputs
+    before they are released (to record them).
+    """
     t_start = time.perf_counter()
     ckpt = Checkpoint.open(cfg.path)
-    task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
+    task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference,
+                                  min_frameworks=1 if baseline is not None else 2)
     supported = [fw for fw in cfg.frameworks if classes[fw]]
     plans = ckpt.plan(supported, cfg.source)
     ckpt.verify_weights(plans)
@@ -63,7 +73,11 @@ def run_check(cfg: CheckConfig) -> Results:
                              device=cfg.device, output_hidden_states="hidden_states" in cfg.outputs,
                              output_attentions="attentions" in cfg.outputs)
 
+    recorded_batch = batch
+
     def make_batch():
+        if recorded_batch is not None:
+            return recorded_batch
         return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
                             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed)
 
@@ -79,7 +93,12 @@ def run_check(cfg: CheckConfig) -> Results:
             if run.load:
                 entry["device"] = run.load["device"]
                 entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
-        comparisons = _compare_all(cfg, runs, batch)
+        if on_outputs is not None:
+            for fw, run in runs.items():
+                if run.status == "ok":
+                    on_outputs(fw, run.outputs)
+        comparisons = (_compare_baseline(cfg, runs, batch, baseline) if baseline is not None
+                       else _compare_all(cfg, runs, batch))
         for run in runs.values():
             if hasattr(run.outputs, "close"):
                 run.outputs.close()
@@ -118,6 +137,20 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch) -> list[dict]:
         names = [n for n in ref.names if group(n) in cfg.outputs]
         names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs]
         comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),
+                                        tolerance=cfg.tolerance, attention_mask=batch.attention_mask))
+    return comparisons
+
+
+def _compare_baseline(cfg: CheckConfig, runs: dict, batch, baseline: dict) -> list[dict]:
+    comparisons = []
+    for fw in cfg.frameworks:
+        run = runs.get(fw)
+        if run is None or run.status != "ok" or fw not in baseline:
+            continue
+        recorded = baseline[fw]
+        names = [n for n in recorded if group(n) in cfg.outputs]
+        names += [n for n in run.names if n not in recorded and group(n) in cfg.outputs]
+        comparisons.append(compare_pair(f"baseline:{fw}", fw, recorded, run.outputs, model_order(names),
                                         tolerance=cfg.tolerance, attention_mask=batch.attention_mask))
     return comparisons
 
