@@ -119,11 +119,11 @@ def test_xdist_two_workers_group_each_checkpoint(pytester, tiny):
         [[checks]]
         name = "pt-weights"
         checkpoint = "{tiny / 'bert-pt'}"
-        outputs = "logits"
+        outputs = "logits,hidden_states"
         [[checks]]
         name = "tf-altered"
         checkpoint = "{tiny / 'bert-tf-altered'}"
-        outputs = "logits"
+        outputs = "logits,hidden_states"
     """)
     report = pytester.path / "rep"
     r = _run(pytester, "-n", "2", "parity.toml", "--parity-report-dir", str(report))
@@ -135,4 +135,4 @@ def test_xdist_two_workers_group_each_checkpoint(pytester, tiny):
         # both pairs of one checkpoint ran on one worker, from one run of the check
         assert len({(row["worker"], row["pid"]) for row in mine}) == 1, mine
     failed = [row for row in rows if row["verdict"] == "fail"]
-    assert [(f["check"], f["pair"], f["first_divergence"]) for f in failed] == [("tf-altered", "pt-vs-tf", "logits")]
+    assert [(f["check"], f["pair"], f["first_divergence"]) for f in failed] == [("tf-altered", "pt-vs-tf", "hidden_states.2")]
