@@ -7,8 +7,7 @@ declare checks (``[[checks]]`` / ``[[tool.parity.checks]]``).
 Each declared check runs once per process (all its frameworks, worker
 processes by default) and yields one item per pair, ``minilm[pt-vs-flax]``;
 the items read the cached Results. Items of one check carry
-``xdist_group(<check>)`` and ``-n`` switches ``--dist load`` to ``loadgroup``,
-so under pytest-xdist a checkpoint's weights load once per framework, on one
+``xdist_group(<check>)``, so under ``pytest -n N --dist loadgroup`` a checkpoint's weights load once per framework, on one
 worker. ``--parity-report-dir DIR`` writes each check's results.json and
 console text, and one index (index.json, index.md) gathered from all workers.
 """
@@ -40,9 +39,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "parity(checkpoint, task=None, frameworks=None, **options): run a parity "
                             "check of checkpoint (a path, or the name of a fixture returning one) for this test; "
                             "options are parity check's (reference, atol, rtol, tolerances, outputs, baseline, ...)")
-    # Grouping needs loadgroup; for ungrouped tests it schedules exactly like load.
-    if getattr(config.option, "dist", None) == "load":
-        config.option.dist = "loadgroup"
 
 
 def pytest_collect_file(file_path: Path, parent):

@@ -11,7 +11,17 @@ import pytest
 pytestmark = pytest.mark.slow
 pytest_plugins = ["pytester"]
 
-PLUGIN = ("-p", "parity.pytest_plugin", "-p", "no:cacheprovider")
+
+
+def _plugin_args() -> tuple:
+    """Load the plugin with -p unless its pytest11 entry point is installed (loading it twice is an error)."""
+    from importlib.metadata import entry_points
+
+    installed = any(ep.value == "parity.pytest_plugin" for ep in entry_points(group="pytest11"))
+    return () if installed else ("-p", "parity.pytest_plugin")
+
+
+PLUGIN = (*_plugin_args(), "-p", "no:cacheprovider")
 
 
 def _run(pytester, *args):
@@ -126,7 +136,7 @@ def test_xdist_two_workers_group_each_checkpoint(pytester, tiny):
         outputs = "logits,hidden_states"
     """)
     report = pytester.path / "rep"
-    r = _run(pytester, "-n", "2", "parity.toml", "--parity-report-dir", str(report))
+    r = _run(pytester, "-n", "2", "--dist", "loadgroup", "parity.toml", "--parity-report-dir", str(report))
     r.assert_outcomes(passed=3, failed=1)
     rows = json.loads((report / "index.json").read_text())["items"]
     assert len(rows) == 4 and {r["worker"] for r in rows} <= {"gw0", "gw1"}
@@ -136,3 +146,27 @@ def test_xdist_two_workers_group_each_checkpoint(pytester, tiny):
         assert len({(row["worker"], row["pid"]) for row in mine}) == 1, mine
     failed = [row for row in rows if row["verdict"] == "fail"]
     assert [(f["check"], f["pair"], f["first_divergence"]) for f in failed] == [("tf-altered", "pt-vs-tf", "hidden_states.2")]
+
+
+def test_gate_against_a_recorded_baseline(pytester, tiny):
+    import subprocess
+    import sys
+
+    base = pytester.path / "golden"
+    proc = subprocess.run([sys.executable, "-m", "parity", "record", str(tiny / "bert-pt"), "--out", str(base),
+                           "--frameworks", "pt", "--outputs", "logits,hidden_states", "--inline",
+                           "--report-dir", str(pytester.path / "rec")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pytester.makefile(".toml", parity=f"""
+        [[checks]]
+        name = "golden"
+        baseline = "golden"
+        [[checks]]
+        name = "golden-altered"
+        baseline = "golden"
+        checkpoint = "{tiny / 'bert-tf-altered'}"
+    """)
+    # bert-tf-altered's PyTorch weights are bert-pt's: only its TF file differs, so pt still matches
+    r = _run(pytester, "-v", "parity.toml", "--parity-inline")
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["*parity.toml::golden?baseline-vs-pt? PASSED*"])
