@@ -7,7 +7,8 @@ declare checks (``[[checks]]`` / ``[[tool.parity.checks]]``).
 Each declared check runs once per process (all its frameworks, worker
 processes by default) and yields one item per pair, ``minilm[pt-vs-flax]``;
 the items read the cached Results. Items of one check carry
-``xdist_group(<check>)``, so under ``pytest -n N --dist loadgroup`` a checkpoint's weights load once per framework, on one
+``xdist_group(<check>)`` (and a scheduler hook that groups them by node id,
+see pytest_xdist_make_scheduler), so under ``pytest -n N --dist loadgroup`` a checkpoint's weights load once per framework, on one
 worker. ``--parity-report-dir DIR`` writes each check's results.json and
 console text, and one index (index.json, index.md) gathered from all workers.
 """
@@ -39,6 +40,32 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "parity(checkpoint, task=None, frameworks=None, **options): run a parity "
                             "check of checkpoint (a path, or the name of a fixture returning one) for this test; "
                             "options are parity check's (reference, atol, rtol, tolerances, outputs, baseline, ...)")
+
+
+_PAIR_ID = re.compile(r"^(?P<check>.*(?:parity|pyproject)\.toml::.+)\[[A-Za-z0-9:]+-vs-[A-Za-z0-9:]+\]$")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Keep each declared check's items on one worker under ``--dist loadgroup``.
+
+    xdist 3.8 marks groups by rewriting ``item._nodeid``, which pytest 9
+    no longer reads (node ids come from ``_id``), so ``xdist_group`` is
+    silently ignored there. Group from the node id instead: a check's pair
+    items share ``file::check``; any other test is its own scope, as in load.
+    """
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ParityGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid):
+            if "@" in nodeid:  # xdist's own marking, where it works
+                return nodeid.rsplit("@", 1)[-1]
+            m = _PAIR_ID.match(nodeid)
+            return m.group("check") if m else nodeid
+
+    return ParityGroups(config, log)
 
 
 def pytest_collect_file(file_path: Path, parent):
