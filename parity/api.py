@@ -42,18 +42,25 @@ class Interrupted(KeyboardInterrupt):
 
 
 def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=None, save: bool = True,
-              paths: dict | None = None, weights_dir: Path | None = None) -> Results:
+              paths: dict | None = None, weights_dir: Path | None = None, baseline: dict | None = None,
+              on_outputs=None) -> Results:
     """Run one check; ``batch`` replaces the built batch (replays, recorded inputs).
 
     ``progress(subject, state)`` hears loading / running / done per framework and comparing
     per pair; ``save=False`` skips results.json. ``paths`` ({framework: folder}) loads those
     frameworks natively from their own folder instead of ``cfg.path`` (parity convert: the
     source in its framework against the converted copy in the target's); the batch is built
-    from ``cfg.path``. ``weights_dir`` makes every framework also export its weights there."""
+    from ``cfg.path``. ``weights_dir`` makes every framework also export its weights there.
+
+    Golden baselines (parity.baseline): ``baseline`` is {framework: recorded outputs}; each
+    framework is then compared with its own recording (reference ``baseline:<fw>``) instead of
+    with ``cfg.reference``, so one framework is enough. ``on_outputs(framework, outputs)`` is
+    called with each framework's outputs before they are released (to record them)."""
     t_start = time.perf_counter()
     ckpt = Checkpoint.open(cfg.path, trust_remote_code=cfg.trust_remote_code)
     _check_max_length(ckpt.config, cfg.max_length)
-    task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
+    task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference,
+                                  min_frameworks=1 if baseline is not None else 2)
     supported = [fw for fw in cfg.frameworks if classes[fw]]
     paths = paths or {}
     plans = ckpt.plan([fw for fw in supported if fw not in paths], cfg.source)
@@ -129,15 +136,22 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                 entry["device"] = run.load["device"]
                 entry["cache"] = run.load.get("cache")
                 entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
+        if on_outputs is not None:
+            for fw, run in runs.items():
+                if run.status == "ok":
+                    on_outputs(fw, run.outputs)
         comparisons = []
         if batch is not None:
             try:
-                _compare_all(cfg, runs, batch, comparisons, progress)
+                if baseline is not None:
+                    _compare_baseline(cfg, runs, batch, baseline, comparisons, progress)
+                else:
+                    _compare_all(cfg, runs, batch, comparisons, progress)
                 if cfg.explain:
                     from .diagnose import diagnose
 
                     diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
-                                         tolerance=cfg.tolerance, attention_mask=batch.attention_mask)
+                                         tolerance=cfg.tolerance, attention_mask=batch.masks)
             except KeyboardInterrupt:
                 interrupted = True  # keep the pairs already compared
         for run in runs.values():
@@ -206,19 +220,34 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list, progres
     return comparisons
 
 
-def _use_cache(fw: str, spec: LoadSpec, files: dict) -> None:
-    """Point the spec at a cached conversion, or at where to keep this one."""
-    from . import cache
+        comparisons = []
+        if batch is not None:
+            try:
+                _compare_all(cfg, runs, batch, comparisons, progress)
+                if cfg.explain:
+                    from .diagnose import diagnose
 
-    base = cache.root()
-    if base is None:
-        return
-    entry = cache.key(fw, spec, files, versions())
-    hit = cache.lookup(fw, entry)
-    if hit is not None:
-        spec.cache_hit = str(hit)
-    else:
-        spec.cache_store = str(base / entry)
+                    diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
+                                         tolerance=cfg.tolerance, attention_mask=batch.attention_mask)
+            except KeyboardInterrupt:
+                interrupted = True  # keep the pairs already compared
+
+
+def _compare_baseline(cfg: CheckConfig, runs: dict, batch, baseline: dict, comparisons: list,
+                      progress=None) -> list[dict]:
+    for fw in cfg.frameworks:
+        run = runs.get(fw)
+        if run is None or run.status != "ok" or fw not in baseline:
+            continue
+        if progress:
+            progress(f"baseline vs {fw}", "comparing")
+        recorded = baseline[fw]
+        names = [n for n in recorded if group(n) in cfg.outputs]
+        names += [n for n in run.names if n not in recorded and group(n) in cfg.outputs]
+        comparisons.append(compare_pair(f"baseline:{fw}", fw, recorded, run.outputs, model_order(names),
+                                        tolerance=cfg.tolerance, attention_mask=batch.masks,
+                                        seq2seq=batch.seq2seq))
+    return comparisons
 
 
 def _check_writable(folder: Path) -> None:

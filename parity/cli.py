@@ -178,6 +178,97 @@ def _cmd_support(args) -> int:
     return 0
 
 
+def _add_baseline(sub) -> None:
+    p = sub.add_parser("record", help="record a golden baseline: inputs, outputs and environment",
+                       description="Run PATH in the chosen frameworks and store the batch, every output "
+                                   "(float32 npz) and the environment, for `parity compare` later.")
+    p.add_argument("path", help="checkpoint folder")
+    p.add_argument("--out", required=True, help="baseline folder to write")
+    for flag, kw in (("--task", {}), ("--frameworks", {"default": "pt,tf,flax"}), ("--reference", {"default": "pt"}),
+                     ("--source", {"default": "auto", "choices": ["auto", "pt", "tf", "flax"]}),
+                     ("--text", {"action": "append", "dest": "texts"}), ("--texts-file", {}), ("--batch-size", {}),
+                     ("--max-length", {"default": "64"}), ("--seed", {"default": "0"}),
+                     ("--device", {"default": "auto", "choices": ["auto", "cpu", "gpu"]}), ("--atol", {}),
+                     ("--rtol", {}), ("--outputs", {"default": "logits,hidden_states,attentions",
+                                                    "help": "output groups to keep (limits the size)"}),
+                     ("--report-dir", {})):
+        p.add_argument(flag, **kw)
+    p.add_argument("--inline", action="store_true")
+    p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser("compare", help="run the recorded inputs here and compare with a golden baseline",
+                       description="Run the current environment on BASELINE's inputs and compare each framework "
+                                   "with its recorded outputs (same tolerances, diagnosis and reports as check).")
+    p.add_argument("baseline", help="folder written by `parity record`")
+    p.add_argument("--checkpoint", help="checkpoint folder (default: the one recorded)")
+    p.add_argument("--frameworks", help="recorded frameworks to run here (default: all recorded)")
+    p.add_argument("--atol", help="absolute tolerance (default: the recorded one)")
+    p.add_argument("--rtol", help="relative tolerance (default: the recorded one)")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--report-dir", help="where results.json goes (default: reports/<baseline name>-compare)")
+    p.add_argument("--inline", action="store_true")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--explain", action="store_true", help="add the diagnosis (see `parity check --explain`)")
+    _add_format(p)
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_record(args) -> int:
+    from .baseline import human, record
+    from .config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
+    from .report import console
+
+    if not args.inline:
+        for key, value in QUIET_PARENT_ENV.items():
+            os.environ.setdefault(key, value)
+    cfg = CheckConfig(
+        path=args.path, task=args.task, frameworks=args.frameworks, reference=args.reference, source=args.source,
+        texts=args.texts, texts_file=args.texts_file, batch_size=args.batch_size, max_length=args.max_length,
+        seed=args.seed, device=args.device, atol=DEFAULT_ATOL if args.atol is None else args.atol,
+        rtol=DEFAULT_RTOL if args.rtol is None else args.rtol, outputs=args.outputs,
+        report_dir=args.report_dir, inline=args.inline,
+    ).validated(min_frameworks=1)
+    results, size = record(cfg, args.out)
+    print(console.render(results.to_dict()))
+    print(f"baseline: {args.out} ({human(size)} written)")
+    return results.exit_code
+
+
+def _cmd_compare(args) -> int:
+    from .baseline import Baseline, compare
+    from .report import write
+
+    formats = write.parse_formats(args.formats)
+
+    if not args.inline:
+        for key, value in QUIET_PARENT_ENV.items():
+            os.environ.setdefault(key, value)
+    base = Baseline.open(args.baseline)
+    report_dir = args.report_dir or str(Path("reports") / f"{Path(args.baseline).resolve().name}-compare")
+    rec = base.meta["environment"]["versions"]
+    print(f"baseline {args.baseline}: recorded {base.meta['created']} with "
+          + ", ".join(f"{k} {rec.get(k)}" for k in ("transformers", "torch", "tensorflow", "jax", "flax")
+                      if rec.get(k)))
+    results = compare(base, path=args.checkpoint, frameworks=args.frameworks, atol=args.atol, rtol=args.rtol,
+                      report_dir=report_dir, inline=args.inline, device=args.device, explain=args.explain,
+                      save="json" in formats)
+    now = results.environment["versions"]
+    print(f"now: " + ", ".join(f"{k} {now.get(k)}" for k in ("transformers", "torch", "tensorflow", "jax", "flax")
+                              if now.get(k)))
+    if results.checkpoint["fingerprint"] != base.meta["checkpoint"]["fingerprint"]:
+        print(f"note: the checkpoint changed since recording (fingerprint {base.meta['checkpoint']['fingerprint'][:12]}"
+              f" -> {results.checkpoint['fingerprint'][:12]})")
+    data = results.to_dict()
+    files = write.write(data, [f for f in formats if f != "json"], Path(report_dir))
+    if "console" in formats:
+        print(write.render(data, "console", verbose=args.verbose))
+    if "json" in formats:
+        print(f"results: {Path(report_dir) / 'results.json'}")
+    for f in files:
+        print(f"report: {f}")
+    return results.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="parity", description="Multi-framework parity tester for transformers checkpoints.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -187,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_convert(sub)
     _add_support(sub)
+    _add_baseline(sub)
     return parser
 
 

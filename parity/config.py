@@ -10,6 +10,7 @@ outputs by ~1e-2).
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,22 @@ def _tolerance(name: str, value) -> float:
     return f
 
 
+def _patterns(value) -> dict:
+    """Validate ``{pattern: {"atol": F, "rtol": F}}`` (either key may be left out)."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"tolerances must be a table of output-name patterns, got {value!r}",
+                         'write e.g. tolerances = {"attentions.*" = {atol = 1e-4}}')
+    out = {}
+    for pattern, tol in value.items():
+        if not isinstance(tol, dict) or not tol or set(tol) - {"atol", "rtol"}:
+            raise UsageError(f"tolerance for {pattern!r} must set atol and/or rtol, got {tol!r}",
+                             f'write "{pattern}" = {{atol = 1e-4, rtol = 1e-5}}')
+        out[str(pattern)] = {k: _tolerance(k, v) for k, v in tol.items()}
+    return out
+
+
 @dataclass
 class CheckConfig:
     path: str
@@ -69,9 +86,14 @@ class CheckConfig:
     save_replay: str | None = None
     timeout: float | None = None          # seconds per framework worker; None = no limit
     trust_remote_code: bool = False       # let the checkpoint's own Python code run (off by default)
+    # Output-name pattern (fnmatch, e.g. "attentions.*") -> {"atol": F, "rtol": F}; the first match wins.
+    tolerances: dict = field(default_factory=dict)
 
-    def validated(self) -> "CheckConfig":
-        """Normalise and check every field; raise UsageError on the first bad one."""
+    def validated(self, min_frameworks: int = 2) -> "CheckConfig":
+        """Normalise and check every field; raise UsageError on the first bad one.
+
+        ``min_frameworks=1`` is for comparing against a recorded baseline.
+        """
         self.path = str(self.path)
         self.report_dir = None if self.report_dir is None else str(self.report_dir)
         self.texts_file = None if self.texts_file is None else str(self.texts_file)
@@ -80,7 +102,7 @@ class CheckConfig:
         for f in fws:
             if f not in FRAMEWORKS:
                 raise UsageError(f"unknown framework {f!r}", "--frameworks takes a comma list of pt, tf, flax")
-        if len(set(fws)) < 2:
+        if len(set(fws)) < min_frameworks:
             raise UsageError("a parity check needs at least two frameworks",
                              "pass --frameworks pt,tf,flax (or any two of them)")
         self.frameworks = list(dict.fromkeys(fws))
@@ -94,6 +116,7 @@ class CheckConfig:
             raise UsageError(f"unknown device {self.device!r}", "--device takes auto, cpu or gpu")
         self.atol = _tolerance("atol", self.atol)
         self.rtol = _tolerance("rtol", self.rtol)
+        self.tolerances = _patterns(self.tolerances)
         groups = split_list(self.outputs) or list(GROUPS)
         for g in groups:
             if g not in GROUPS:
@@ -138,8 +161,78 @@ class CheckConfig:
         return self
 
     def tolerance(self, name: str) -> tuple[float, float]:
-        """(atol, rtol) for one output name (one policy for all outputs for now)."""
+        """(atol, rtol) for one output name: the first matching pattern, else the defaults."""
+        for pattern, tol in (self.tolerances or {}).items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return tol.get("atol", self.atol), tol.get("rtol", self.rtol)
         return self.atol, self.rtol
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# Keys of one declared check (pyproject [tool.parity] / parity.toml); the rest are CheckConfig's.
+CHECK_KEYS = {"name", "checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file",
+              "batch_size", "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances",
+              "baseline", "inline"}
+
+
+def load_project(root) -> tuple[Path | None, list[dict]]:
+    """Declared checks from ``parity.toml`` or ``[tool.parity]`` of ``pyproject.toml`` in ``root``.
+
+    Top-level keys are defaults for every ``[[checks]]`` entry. Relative
+    paths are relative to the file. Returns (file, checks); (None, []) when
+    neither declares anything.
+    """
+    import tomllib
+
+    root = Path(root)
+    for name in ("parity.toml", "pyproject.toml"):
+        f = root / name
+        if not f.is_file():
+            continue
+        try:
+            data = tomllib.loads(f.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"{f} is not valid TOML ({e})", f"fix the syntax of {f.name}") from None
+        if name == "pyproject.toml":
+            data = data.get("tool", {}).get("parity")
+            if data is None:
+                continue
+        return f, _checks(f, data)
+    return None, []
+
+
+def _checks(f: Path, data: dict) -> list[dict]:
+    where = "[tool.parity]" if f.name == "pyproject.toml" else f.name
+    defaults = {k: v for k, v in data.items() if k != "checks"}
+    entries = data.get("checks", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise UsageError(f"checks in {where} of {f} must be an array of tables",
+                         "declare each check as [[tool.parity.checks]] (or [[checks]] in parity.toml)")
+    out, seen = [], set()
+    for i, entry in enumerate(entries):
+        merged = {**defaults, **entry}
+        unknown = sorted(set(merged) - CHECK_KEYS)
+        if unknown:
+            raise UsageError(f"unknown key {unknown[0]!r} in check {i + 1} of {where} ({f})",
+                             f"use only {', '.join(sorted(CHECK_KEYS))}")
+        if "checkpoint" not in merged and "baseline" not in merged:
+            raise UsageError(f"check {i + 1} of {where} ({f}) has no checkpoint", 'add checkpoint = "path/to/folder"')
+        for key in ("checkpoint", "texts_file", "baseline"):
+            if key in merged and not Path(str(merged[key])).expanduser().is_absolute():
+                merged[key] = str((f.parent / str(merged[key])).resolve())
+        name = str(merged.get("name") or Path(str(merged.get("checkpoint") or merged["baseline"])).name)
+        if name in seen:
+            raise UsageError(f"two checks in {where} ({f}) are named {name!r}", "give each check a distinct name")
+        seen.add(name)
+        merged["name"] = name
+        out.append(merged)
+    return out
+
+
+def from_entry(entry: dict, **overrides) -> "CheckConfig":
+    """CheckConfig of one declared check (validated)."""
+    kw = {k: v for k, v in entry.items() if k not in ("name", "checkpoint", "baseline")}
+    kw.update(overrides)
+    return CheckConfig(path=str(entry.get("checkpoint", "")), **kw).validated()

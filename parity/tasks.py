@@ -112,7 +112,8 @@ def infer(config: dict) -> str:
     return "base"
 
 
-def resolve(config: dict, task: str | None, frameworks, reference: str) -> tuple[str, dict]:
+def resolve(config: dict, task: str | None, frameworks, reference: str,
+            min_frameworks: int = 2) -> tuple[str, dict]:
     """Pick the task and its class per framework; raise UsageError for impossible ones."""
     if task is None:
         task = infer(config)
@@ -128,7 +129,7 @@ def resolve(config: dict, task: str | None, frameworks, reference: str) -> tuple
     if not found.get(reference):
         raise UsageError(f"model type {model_type!r} has no {task} class in {reference}, the reference",
                          f"pass --reference with one of {', '.join(have)}")
-    if len(have) < 2:
+    if len(have) < min_frameworks:
         missing = ", ".join(fw for fw in frameworks if not found[fw])
         raise UsageError(f"model type {model_type!r} has a {task} class only in {have[0]}, none in {missing}",
                          "pass a --task that at least two frameworks implement")

@@ -1,0 +1,361 @@
+"""pytest plugin (``pytest11`` entry point ``parity``): parity checks as test items.
+
+Inert unless used: it only adds ``--parity-*`` options, the ``parity`` marker
+and fixture, and collects ``parity.toml`` / ``pyproject.toml`` files that
+declare checks (``[[checks]]`` / ``[[tool.parity.checks]]``).
+
+Each declared check runs once per process (all its frameworks, worker
+processes by default) and yields one item per pair, ``minilm[pt-vs-flax]``;
+the items read the cached Results. Items of one check carry
+``xdist_group(<check>)`` (and a scheduler hook that groups them by node id,
+see pytest_xdist_make_scheduler), so under ``pytest -n N --dist loadgroup`` a checkpoint's weights load once per framework, on one
+worker. ``--parity-report-dir DIR`` writes each check's results.json and
+console text, HTML / Markdown / JUnit reports, and one index (index.json, index.md,
+index.html) gathered from all workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+MARKER_KEYS = {"checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file", "batch_size",
+               "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances", "inline", "baseline"}
+ENTRIES = ".items"
+_cache: dict = {}
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("parity", "framework parity checks (parity)")
+    g.addoption("--parity-report-dir", metavar="DIR", help="write each check's results.json and reports, "
+                "and one index.json / index.md / index.html for the run")
+    g.addoption("--parity-inline", action="store_true", help="run frameworks in the test process (debugging)")
+    g.addoption("--parity-frameworks", metavar="LIST", help="override the frameworks of every declared check")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "parity(checkpoint, task=None, frameworks=None, **options): run a parity "
+                            "check of checkpoint (a path, or the name of a fixture returning one) for this test; "
+                            "options are parity check's (reference, atol, rtol, tolerances, outputs, baseline, ...)")
+
+
+_PAIR_ID = re.compile(r"^(?P<check>.*(?:parity|pyproject)\.toml::.+)\[[A-Za-z0-9:]+-vs-[A-Za-z0-9:]+\]$")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Keep each declared check's items on one worker under ``--dist loadgroup``.
+
+    xdist 3.8 marks groups by rewriting ``item._nodeid``, which pytest 9
+    no longer reads (node ids come from ``_id``), so ``xdist_group`` is
+    silently ignored there. Group from the node id instead: a check's pair
+    items share ``file::check``; any other test is its own scope, as in load.
+    """
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ParityGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid):
+            if "@" in nodeid:  # xdist's own marking, where it works
+                return nodeid.rsplit("@", 1)[-1]
+            m = _PAIR_ID.match(nodeid)
+            return m.group("check") if m else nodeid
+
+    return ParityGroups(config, log)
+
+
+def pytest_collect_file(file_path: Path, parent):
+    if file_path.name not in ("parity.toml", "pyproject.toml"):
+        return None
+    if file_path.name == "pyproject.toml" and (file_path.parent / "parity.toml").is_file():
+        return None  # parity.toml wins, as in parity.config.load_project
+    if file_path.name == "pyproject.toml" and "[tool.parity" not in file_path.read_text(errors="replace"):
+        return None
+    return ParityFile.from_parent(parent, path=file_path)
+
+
+class ParityFile(pytest.File):
+    def collect(self):
+        from .config import load_project
+        from .errors import ParityError
+
+        try:
+            _, checks = load_project(self.path.parent)
+        except ParityError as e:
+            raise self.CollectError(f"parity: error: {e.one_line()}") from None
+        override = self.config.getoption("parity_frameworks")
+        for entry in checks:
+            if override:
+                entry = {**entry, "frameworks": override}
+            try:
+                pairs = _pairs(entry)
+            except ParityError as e:
+                raise self.CollectError(f"parity: error: {e.one_line()}") from None
+            for pair in pairs:
+                item = ParityItem.from_parent(self, name=f"{entry['name']}[{pair[0]}-vs-{pair[1]}]",
+                                              entry=entry, pair=pair)
+                item.add_marker(pytest.mark.xdist_group(entry["name"]))
+                yield item
+
+
+def _pairs(entry: dict) -> list[tuple[str, str]]:
+    from .config import FRAMEWORK_ALIASES, split_list
+
+    if entry.get("baseline"):
+        from .baseline import Baseline
+
+        base = Baseline.open(entry["baseline"])
+        fws = split_list(entry.get("frameworks")) or base.recorded
+        return [("baseline", FRAMEWORK_ALIASES.get(f, f)) for f in fws]
+    fws = [FRAMEWORK_ALIASES.get(f, f) for f in (split_list(entry.get("frameworks")) or ["pt", "tf", "flax"])]
+    ref = FRAMEWORK_ALIASES.get(str(entry.get("reference", "pt")), str(entry.get("reference", "pt")))
+    return [(ref, f) for f in fws if f != ref]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "check"
+
+
+def run_entry(config, entry: dict):
+    """Results of one declared or marked check, run once per process."""
+    key = json.dumps(entry, sort_keys=True, default=str)
+    if key in _cache:
+        return _cache[key]
+    from .config import from_entry
+    from .errors import ParityError
+
+    report_root = config.getoption("parity_report_dir")
+    report_dir = str(Path(report_root) / _safe(entry["name"])) if report_root else None
+    inline = bool(entry.get("inline")) or config.getoption("parity_inline")
+    try:
+        if entry.get("baseline"):
+            from .baseline import Baseline, compare
+
+            base = Baseline.open(entry["baseline"])
+            results = compare(base, path=entry.get("checkpoint"), frameworks=entry.get("frameworks"),
+                              atol=entry.get("atol"), rtol=entry.get("rtol"), tolerances=entry.get("tolerances"),
+                              report_dir=report_dir, inline=inline)
+        else:
+            from .api import run_check
+
+            results = run_check(from_entry(entry, report_dir=report_dir, inline=inline))
+    except ParityError as e:
+        results = e
+    if report_dir and not isinstance(results, Exception):
+        from .report import console, write
+
+        data = results.to_dict()
+        write.write(data, ["html", "md", "junit"], Path(report_dir))
+        write.write_text(Path(report_dir) / "console.txt", console.render(data, verbose=True) + "\n")
+    _cache[key] = results
+    return results
+
+
+def pair_failure(results: dict, candidate: str) -> str | None:
+    """The pair x output table and first divergence of one failing pair (None when it passes)."""
+    from .report import console
+
+    comp = next((c for c in results["comparisons"] if c["candidate"] == candidate), None)
+    fw = results["frameworks"].get(candidate, {})
+    ref = results["comparisons"][0]["reference"] if results["comparisons"] else None
+    if comp is not None and comp["passed"]:
+        return None
+    one = {**results, "comparisons": [comp] if comp else [],
+           "frameworks": {k: v for k, v in results["frameworks"].items()
+                          if k in (candidate, ref) or (ref or "").endswith(":" + k)}}
+    text = console.render(one, verbose=True)
+    if comp is None:
+        text = f"{candidate}: no comparison ({fw.get('status')}: {fw.get('error')})\n" + text
+    return text
+
+
+class ParityItem(pytest.Item):
+    def __init__(self, *, entry, pair, **kw):
+        super().__init__(**kw)
+        self.entry, self.pair = entry, pair
+
+    def runtest(self):
+        results = run_entry(self.config, self.entry)
+        if isinstance(results, Exception):
+            _record(self, None, "error", results.one_line())
+            raise ParityFailure(f"parity: error: {results.one_line()}")
+        data = results.to_dict()
+        failure = pair_failure(data, self.pair[1])
+        comp = next((c for c in data["comparisons"] if c["candidate"] == self.pair[1]), None)
+        _record(self, data, "pass" if failure is None else "fail", comp and comp["first_divergence"])
+        if failure:
+            raise ParityFailure(failure)
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, ParityFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"parity check {self.name}"
+
+
+class ParityFailure(Exception):
+    """A pair failed: the message is the rendered table (no traceback)."""
+
+
+def _record(item, data: dict | None, verdict: str, detail) -> None:
+    root = item.config.getoption("parity_report_dir")
+    if not root:
+        return
+    entries = Path(root) / ENTRIES
+    entries.mkdir(parents=True, exist_ok=True)
+    check = item.entry["name"] if hasattr(item, "entry") else item.name
+    results = Path(root) / _safe(check) / "results.json"
+    row = {"nodeid": item.nodeid, "check": check, "pair": "-vs-".join(getattr(item, "pair", ())) or None,
+           "verdict": verdict, "first_divergence": detail if verdict == "fail" else None,
+           "error": detail if verdict == "error" else None,
+           "results": str(results.relative_to(root)) if results.is_file() else None,
+           "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "pid": os.getpid(),
+           "checkpoint": data["checkpoint"]["path"] if data else None}
+    tmp = entries / f".{_safe(item.nodeid)}.tmp"
+    tmp.write_text(json.dumps(row))
+    os.replace(tmp, entries / f"{_safe(item.nodeid)}.json")
+
+
+def pytest_sessionstart(session):
+    root = session.config.getoption("parity_report_dir")
+    if root and not hasattr(session.config, "workerinput"):
+        import shutil
+
+        shutil.rmtree(Path(root) / ENTRIES, ignore_errors=True)  # an index lists this run only
+
+
+def pytest_sessionfinish(session):
+    """On the controller (or without xdist): gather every worker's entries into one index."""
+    root = session.config.getoption("parity_report_dir")
+    if not root or hasattr(session.config, "workerinput"):
+        return
+    entries = Path(root) / ENTRIES
+    rows = sorted((json.loads(p.read_text()) for p in entries.glob("*.json")), key=lambda r: r["nodeid"]) \
+        if entries.is_dir() else []
+    if not rows:
+        return
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("pass", "fail", "error")}
+    Path(root, "index.json").write_text(json.dumps({"items": rows, "counts": counts}, indent=2) + "\n")
+    lines = ["# parity checks", "", f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors", "",
+             "| item | verdict | first divergence / error | results | worker |", "|---|---|---|---|---|"]
+    for r in rows:
+        link = f"[{r['results']}]({r['results']})" if r["results"] else "-"
+        lines.append(f"| `{r['nodeid']}` | {r['verdict'].upper()} | {r['first_divergence'] or r['error'] or ''} "
+                     f"| {link} | {r['worker']} |")
+    Path(root, "index.md").write_text("\n".join(lines) + "\n")
+    _index_html(Path(root), rows)
+
+
+def _index_html(root: Path, rows: list) -> None:
+    """index.html over every check's report.html (one entry per results file, all workers)."""
+    from .report import index, write
+    from .results import Results
+
+    links = []
+    for rel in dict.fromkeys(r["results"] for r in rows if r["results"]):
+        results = root / rel
+        page = results.parent / "report.html"
+        links.append((os.path.relpath(page, root) if page.exists() else None, Results.load(results).to_dict()))
+    if links:
+        write.write_text(root / "index.html", index.render(links))
+
+
+# --- programmatic use: the marker and the fixture ---------------------------------------------------------
+
+
+def _marker_entry(item) -> dict | None:
+    mark = item.get_closest_marker("parity")
+    if mark is None:
+        return None
+    kw = dict(mark.kwargs)
+    if mark.args:
+        kw.setdefault("checkpoint", mark.args[0])
+    unknown = sorted(set(kw) - MARKER_KEYS)
+    if unknown:
+        pytest.fail(f"parity: error: unknown key {unknown[0]!r} in @pytest.mark.parity on {item.nodeid}. "
+                    f"Note: use only {', '.join(sorted(MARKER_KEYS))}", pytrace=False)
+    if "checkpoint" not in kw and "baseline" not in kw:
+        pytest.fail(f"parity: error: @pytest.mark.parity on {item.nodeid} has no checkpoint. "
+                    "Note: pass checkpoint=<folder or fixture name>", pytrace=False)
+    ckpt = kw.get("checkpoint")
+    if isinstance(ckpt, str) and ckpt.isidentifier() and not Path(ckpt).exists():
+        kw["checkpoint"] = str(item._request.getfixturevalue(ckpt))
+    elif ckpt is not None:
+        kw["checkpoint"] = str(ckpt)
+    kw["name"] = item.name
+    return kw
+
+
+class ParityHelper:
+    """The ``parity`` fixture: ``results`` of this test's marker, and ``check()`` for ad-hoc runs."""
+
+    def __init__(self, item):
+        self._item = item
+        self.results = None
+
+    def check(self, checkpoint, **options):
+        """Run a check (cached per process) and return its Results; raises UsageError on bad input."""
+        from .errors import ParityError
+
+        entry = {"name": f"{self._item.name}:{Path(str(checkpoint)).name}", "checkpoint": str(checkpoint), **options}
+        results = run_entry(self._item.config, entry)
+        if isinstance(results, ParityError):
+            raise results
+        return results
+
+    def assert_passed(self, results=None):
+        """Fail the test with the pair tables when any pair failed."""
+        results = results or self.results
+        data = results.to_dict()
+        texts = [t for c in data["comparisons"] if (t := pair_failure(data, c["candidate"]))]
+        bad = [fw for fw, e in data["frameworks"].items() if e["status"] in ("error", "crashed", "unavailable")]
+        if texts or bad:
+            pytest.fail("\n".join(texts) or f"parity: frameworks failed: {', '.join(bad)}", pytrace=False)
+
+
+@pytest.fixture
+def parity(request):
+    helper = ParityHelper(request.node)
+    entry = _marker_entry(request.node)
+    if entry is not None:
+        helper.results = _marked_results(request.node, entry)
+    return helper
+
+
+def _marked_results(item, entry):
+    from .errors import ParityError
+
+    results = run_entry(item.config, entry)
+    if isinstance(results, ParityError):
+        _record(item, None, "error", results.one_line())
+        pytest.fail(f"parity: error: {results.one_line()}", pytrace=False)
+    item.stash[_RESULTS] = results
+    return results
+
+
+_RESULTS = pytest.StashKey()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A marked test fails when its check does, after its own body ran."""
+    entry = _marker_entry(item) if item.get_closest_marker("parity") else None
+    if entry is not None and _RESULTS not in item.stash:
+        _marked_results(item, entry)
+    result = yield
+    if entry is not None:
+        data = item.stash[_RESULTS].to_dict()
+        texts = [t for c in data["comparisons"] if (t := pair_failure(data, c["candidate"]))]
+        bad = [fw for fw, e in data["frameworks"].items() if e["status"] in ("error", "crashed", "unavailable")]
+        _record(item, data, "fail" if texts or bad else "pass",
+                next((c["first_divergence"] for c in data["comparisons"] if not c["passed"]), None))
+        if texts or bad:
+            pytest.fail("\n".join(texts) or f"parity: frameworks failed: {', '.join(bad)}", pytrace=False)
+    return result
