@@ -115,10 +115,15 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     explain = {fw: {"float64": fw == "pt"} for fw in specs} if cfg.explain else None
     diagnosis = None
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
+        exports_dir = weights_dir
+        if cfg.explain and exports_dir is None:
+            # --explain compares every framework's loaded weights tensor by tensor (parity.weights).
+            exports_dir = Path(workdir) / "weights"
+            exports_dir.mkdir()
         try:
             batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline,
                                   device=cfg.device, explain=explain, timeout=cfg.timeout,
-                                  progress=progress, weights_dir=weights_dir)
+                                  progress=progress, weights_dir=exports_dir)
             interrupted = False
         except RunInterrupted as stop:
             batch, runs, interrupted = stop.batch, stop.runs, True
@@ -151,7 +156,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                     from .diagnose import diagnose
 
                     diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
-                                         tolerance=cfg.tolerance, attention_mask=batch.masks)
+                                         tolerance=cfg.tolerance, attention_mask=batch.masks,
+                                         exports=_exports(exports_dir, runs))
             except KeyboardInterrupt:
                 interrupted = True  # keep the pairs already compared
         for run in runs.values():
@@ -192,6 +198,16 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
 # inputs of a run interrupted before its batch was built
 NO_INPUTS = {"source": None, "seed": None, "texts": None, "tokenizer": None, "keys": [], "shapes": {},
              "dtypes": {}, "padded_positions": 0}
+
+
+def _exports(folder: Path | None, runs: dict) -> dict:
+    """The weight exports the workers wrote, by framework (for --explain's weights section)."""
+    from .weights import load
+
+    if folder is None:
+        return {}
+    return {fw: load(folder / f"{fw}.npz") for fw, run in runs.items()
+            if run.status == "ok" and (folder / f"{fw}.npz").exists()}
 
 
 def _check_max_length(config: dict, max_length: int) -> None:

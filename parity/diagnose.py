@@ -37,6 +37,12 @@ def layer_of_weight(name: str) -> str:
     return f"layer {m.group(1)}" if m else "head"
 
 
+def in_stage(layer: str, where: str | None) -> bool:
+    """Whether a weight's place ("layer 1", "embeddings") is the stage where outputs part
+    ("layer 1 output", "decoder embeddings"); "layer 1" is not in "layer 10 output"."""
+    return bool(where) and re.search(rf"(^|\s){re.escape(layer)}(\s|$)", where) is not None
+
+
 def oracle_distances(ref_name: str, runs: dict, names: list, tolerance, attention_mask) -> dict:
     """Each framework's outputs judged against the float64 run: {fw: {output: row}}."""
     oracle = runs[ref_name].outputs64
@@ -106,9 +112,30 @@ def _weights(fw_results: dict, comp: dict) -> dict:
     for fw in (comp["reference"], comp["candidate"]):
         missing = (fw_results.get(fw, {}).get("load") or {}).get("missing") or []
         if missing:
-            linked = [w for w in missing if first_stage and layer_of_weight(w) in first_stage]
+            linked = [w for w in missing if in_stage(layer_of_weight(w), first_stage)]
             found[fw] = {"newly_initialised": missing, "explains_divergence": linked}
     return found
+
+
+def _weight_diff(exports: dict, comp: dict, keep: int = 20) -> dict | None:
+    """The candidate's loaded weights against the reference's, tensor by tensor (names mapped to
+    PyTorch's, transposes undone), each differing tensor placed in a layer and linked to the
+    divergence when it sits where the outputs part."""
+    from .weights import compare
+
+    ref, cand = comp["reference"], comp["candidate"]
+    if ref not in exports or cand not in exports:
+        return None
+    w = compare(exports[ref], exports[cand])
+    first_stage = stage(comp["first_divergence"]) if comp["first_divergence"] else None
+    differing = [{**d, "layer": layer_of_weight(d["name"])} for d in w.differing]
+    linked = [d["name"] for d in differing if in_stage(d["layer"], first_stage)]
+    return {"compared": w.reference_count, "identical": w.identical, "max_abs_diff": w.max_abs_diff,
+            "missing": w.missing[:keep], "unexpected": w.unexpected[:keep],
+            "shape_mismatch": w.shape_mismatch[:keep], "differing": differing[:keep],
+            "counts": {"missing": len(w.missing), "unexpected": len(w.unexpected),
+                       "shape_mismatch": len(w.shape_mismatch), "differing": len(differing)},
+            "explains_divergence": linked}
 
 
 def _inputs(runs: dict) -> dict:
@@ -127,7 +154,8 @@ def _inputs(runs: dict) -> dict:
 
 
 def diagnose(comparisons: list, runs: dict, fw_results: dict, *, reference: str, tolerance,
-             attention_mask) -> dict:
+             attention_mask, exports: dict | None = None) -> dict:
+    """``exports``: {framework: weight export} (parity.weights) for the tensor-by-tensor weights check."""
     oracle_fw = next((fw for fw in [reference, *runs] if runs.get(fw) is not None
                       and runs[fw].outputs64 is not None), None)
     names = [o["name"] for c in comparisons for o in c["outputs"]]
@@ -153,6 +181,7 @@ def diagnose(comparisons: list, runs: dict, fw_results: dict, *, reference: str,
                 "stage": stage(comp["first_divergence"]) if comp["first_divergence"] else None,
                 "layers": layer_table(comp), "side": _which_side(comp, dist, oracle_fw),
                 "weights": _weights(fw_results, comp),
+                "weight_diff": _weight_diff(exports or {}, comp),
                 "padded_max_abs_diff": max(padded) if padded else None}
         if any(w["explains_divergence"] for w in pair["weights"].values()):
             # The oracle reruns the reference's own weights: it judges arithmetic, not weights.
@@ -199,8 +228,22 @@ def narrative(pair: dict, diag: dict) -> list[str]:
             lines.append(f"A tolerance that would pass: atol={side['passing_atol']:.1e} at the same rtol.")
     elif pair["first_divergence"] is not None:
         lines.append(f"Which side: unknown ({diag['oracle']['status']}).")
+    wd = pair.get("weight_diff")
+    if wd is not None:
+        c = wd["counts"]
+        head = (f"Weights: {wd['identical']}/{wd['compared']} tensors identical in {cand} and {ref} "
+                "(names mapped, transposes undone)")
+        extra = [f"{c[k]} {k.replace('_', ' ')}" for k in ("missing", "unexpected", "shape_mismatch") if c[k]]
+        if not c["differing"]:
+            lines.append(head + (f"; {', '.join(extra)}." if extra else "."))
+        else:
+            worst = wd["differing"][0]
+            lines.append(head + f"; {c['differing']} differ, the largest {worst['name']} (max abs diff "
+                         f"{_e(worst['max_abs_diff'])}, {worst['layer']})" + (f"; {', '.join(extra)}" if extra else "")
+                         + (f": {', '.join(wd['explains_divergence'][:3])} sit where the outputs part, "
+                            "this explains the divergence." if wd["explains_divergence"] else "."))
     weights = pair["weights"]
-    if not weights:
+    if not weights and wd is None:
         lines.append("Weights: no newly initialised weights in either framework.")
     for fw, w in weights.items():
         linked = w["explains_divergence"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from parity.diagnose import _inputs, layer_of_weight, layer_table, stage
+from parity.diagnose import _inputs, in_stage, layer_of_weight, layer_table, stage
 
 slow = pytest.mark.slow
 
@@ -27,6 +27,13 @@ def test_tf_weight_scaled_one_percent(cli, tiny):
     assert diag["noise_floor"]["run_to_run"] == {"pt": 0.0, "tf": 0.0}
     assert 0 < diag["noise_floor"]["float32_vs_float64"] < 1e-5
     assert "Which side: tf drifted" in r.out and "layer 1 introduces the drift" in r.out
+    # Weights, tensor by tensor: exactly the scaled kernel differs, and it sits where the outputs part.
+    wd = pair["weight_diff"]
+    assert wd["counts"] == {"missing": 0, "unexpected": 0, "shape_mismatch": 0, "differing": 1}
+    bad = wd["differing"][0]
+    assert bad["name"].endswith("encoder.layer.1.intermediate.dense.weight") and bad["layer"] == "layer 1"
+    assert bad["mismatched"] == bad["total"] and wd["identical"] == wd["compared"] - 1
+    assert wd["explains_divergence"] == [bad["name"]] and "this explains the divergence" in r.out
 
 
 @slow
@@ -36,6 +43,10 @@ def test_flax_bias_changed_in_one_layer(cli, tiny):
     assert pair["first_divergence"] == "attentions.1" and pair["stage"] == "layer 1 attention"
     assert [row["layer"] for row in pair["layers"] if row["introduces"]] == ["layer 1"]
     assert pair["side"]["drifted"] == "flax"
+    wd = pair["weight_diff"]
+    assert [d["name"].split("encoder.")[-1] for d in wd["differing"]] == ["layer.1.attention.self.query.bias"]
+    assert wd["differing"][0]["max_abs_diff"] == pytest.approx(0.05, rel=1e-5)
+    assert wd["explains_divergence"] and not wd["counts"]["missing"] and not wd["counts"]["unexpected"]
 
 
 @slow
@@ -112,6 +123,8 @@ def test_stage_and_weight_names():
     assert layer_of_weight("tf_bert/bert/encoder/layer_._3/attention/self/query/kernel:0") == "layer 3"
     assert layer_of_weight("bert/encoder/layer/1/attention/self/query/bias") == "layer 1"
     assert layer_of_weight("bert.embeddings.word_embeddings.weight") == "embeddings"
+    assert in_stage("layer 1", "layer 1 output") and not in_stage("layer 1", "layer 10 output")
+    assert in_stage("embeddings", "decoder embeddings") and not in_stage("layer 1", None)
 
 
 def test_layer_table_marks_only_the_layer_whose_input_agreed():
