@@ -192,8 +192,10 @@ class Baseline:
         from .inputs import Batch
 
         inp = self.meta.get("inputs", {})
-        return Batch(self.inputs(), inp.get("source", "recorded"), inp.get("seed", 0),
-                     texts=inp.get("texts"), tokenizer=inp.get("tokenizer"))
+        arrays = self.inputs()
+        return Batch(arrays, inp.get("source", "recorded"), inp.get("seed", 0),
+                     texts=inp.get("texts"), tokenizer=inp.get("tokenizer"),
+                     modality=inp.get("modality", "text"), seq2seq="decoder_input_ids" in arrays)
 
 
 def compare(baseline: Baseline, *, path=None, frameworks=None, atol=None, rtol=None, tolerances=None,
@@ -221,6 +223,31 @@ def compare(baseline: Baseline, *, path=None, frameworks=None, atol=None, rtol=N
         outputs=[g for g in baseline.meta.get("outputs", GROUPS)], report_dir=report_dir, inline=inline,
         explain=explain,
     ).validated(min_frameworks=1)
+    batch = baseline.batch()
+    check_inputs_fit(batch.arrays, cfg.path, baseline.meta)
     recorded = {fw: baseline.outputs(fw) for fw in cfg.frameworks}
-    results = run_check(cfg, batch=baseline.batch(), baseline=recorded, save=save)
+    results = run_check(cfg, batch=batch, baseline=recorded, save=save)
     return results
+
+
+def check_inputs_fit(arrays: dict, path: str, meta: dict) -> None:
+    """Refuse a checkpoint the recorded inputs cannot be fed to (another model, a smaller
+    vocabulary or position table) before any framework loads: the run would fail inside
+    every framework, or worse, index out of range silently on some."""
+    from .checkpoint import Checkpoint
+
+    config = Checkpoint.open(path).config
+    fix = "pass --checkpoint with the checkpoint the baseline was recorded from, or record a new baseline"
+    was = (meta.get("checkpoint") or {}).get("model_type")
+    now = config.get("model_type")
+    if was and now and was != now:
+        raise UsageError(f"the baseline's inputs were recorded for a {was} model, but {path} is {now}", fix)
+    ids = arrays.get("input_ids")
+    vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    if ids is not None and isinstance(vocab, int) and ids.size and int(ids.max()) >= vocab:
+        raise UsageError(f"the baseline's inputs do not match {path}: token id {int(ids.max())} is outside "
+                         f"its vocabulary of {vocab}", fix)
+    limit = config.get("max_position_embeddings")
+    if ids is not None and isinstance(limit, int) and ids.shape[-1] > limit:
+        raise UsageError(f"the baseline's inputs do not match {path}: {ids.shape[-1]} tokens per row, more than "
+                         f"its {limit} positions", fix)

@@ -108,3 +108,16 @@ def test_compare_unrecorded_framework_is_refused(recorded, cli):
     root, _ = recorded
     r = cli("compare", root / "base", "--frameworks", "tf")
     assert r.code == 2 and "the baseline has no tf outputs (recorded: pt, flax)" in r.err
+
+
+def test_baseline_inputs_that_do_not_fit_the_checkpoint_are_refused(recorded, cli, tiny, tmp_path):
+    root, _ = recorded
+    other = tmp_path / "small-vocab"
+    shutil.copytree(tiny / "bert-pt", other)
+    config = json.loads((other / "config.json").read_text())
+    config["vocab_size"] = 10
+    (other / "config.json").write_text(json.dumps(config))
+    r = cli("compare", root / "base", "--checkpoint", other, "--frameworks", "pt", "--report-dir", tmp_path / "out")
+    assert r.code == 2, r.out + r.err
+    assert r.err.count("\n") == 1 and "is outside its vocabulary of 10. Note: pass --checkpoint" in r.err, r.err
+    assert "Traceback" not in r.err and not (tmp_path / "out").exists()

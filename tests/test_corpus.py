@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ import pytest
 
 from parity.errors import UsageError
 from parity.results import Results
+
+pytest_plugins = ["pytester"]
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("make_corpus", HERE / "corpus" / "make_corpus.py")
@@ -126,3 +129,70 @@ def test_nan_outputs_fail_with_nan_counted(tiny, tmp_path):
     assert logits["nonfinite"] == {"reference": logits["total"], "candidate": logits["total"]}
     assert not any(row["passed"] for row in comp["outputs"])
     assert "NaN/Inf: " in r.stdout
+
+
+# --- the same corpus through the pytest plugin --------------------------------------------------------
+
+# CLI flag -> parity.toml key; a case using any other flag (--report-dir, --timeout) has no plugin form.
+CONFIG_KEYS = {"--task": "task", "--frameworks": "frameworks", "--reference": "reference", "--source": "source",
+               "--texts-file": "texts_file", "--max-length": "max_length", "--seed": "seed", "--atol": "atol",
+               "--rtol": "rtol", "--outputs": "outputs", "--batch-size": "batch_size", "--device": "device"}
+
+
+def as_declared_check(name: str, args: list) -> str | None:
+    """A CLI case as a parity.toml check, or None when one of its flags has no config key."""
+    lines = ["[[checks]]", f"name = {json.dumps(name)}", f"checkpoint = {json.dumps(args[0])}"]
+    rest, texts = list(args[1:]), []
+    while rest:
+        if len(rest) < 2 or rest[0] not in (*CONFIG_KEYS, "--text"):
+            return None
+        flag, value, rest = rest[0], rest[1], rest[2:]
+        if flag == "--text":
+            texts.append(value)
+        else:
+            lines.append(f"{CONFIG_KEYS[flag]} = {json.dumps(value)}")  # a JSON string is a TOML string
+    if texts:
+        lines.append(f"texts = {json.dumps(texts)}")
+    return "\n".join(lines) + "\n"
+
+
+def _sections(out: str) -> dict:
+    """pytest's report sections (`____ title ____`) by title."""
+    found, title = {}, None
+    for line in out.splitlines():
+        head = re.match(r"^_{3,} (.+?) _{3,}$", line)
+        if head:
+            title = head.group(1)
+            found[title] = []
+        elif title is not None:
+            found[title].append(line)
+    return {t: "\n".join(body) for t, body in found.items()}
+
+
+@pytest.mark.slow
+def test_bad_input_through_the_pytest_plugin(corpus, pytester):
+    """Every case that has a parity.toml form: a collection error or a failed item whose report is the
+    same one line (`parity: error: ... Note: ...`), no traceback. One pytest session for all of them."""
+    from importlib.metadata import entry_points
+
+    declared = {}
+    for name in CHECK_CASES:
+        text = as_declared_check(name, corpus[name]["args"])
+        if text is not None:
+            (pytester.path / name).mkdir()
+            (pytester.path / name / "parity.toml").write_text(text)
+            declared[name] = corpus[name]
+    assert len(declared) >= 25
+    installed = any(ep.value == "parity.pytest_plugin" for ep in entry_points(group="pytest11"))
+    plugin = () if installed else ("-p", "parity.pytest_plugin")
+    r = pytester.runpytest_subprocess(*plugin, "-p", "no:cacheprovider", "--continue-on-collection-errors",
+                                      timeout=1200)
+    sections = _sections(r.stdout.str())
+    for name, case in declared.items():
+        mine = [body for title, body in sections.items()
+                if title == f"ERROR collecting {name}/parity.toml" or title.startswith(f"{name}[")]
+        assert mine, f"{name}: no error or failure reported\n{r.stdout.str()[-3000:]}"
+        for body in mine:
+            line = next((ln for ln in body.splitlines() if "parity: error: " in ln), "")
+            assert case["expect"] in line and " Note: " in line, f"{name}: {body}"
+            assert "Traceback" not in body, f"{name}: {body}"
