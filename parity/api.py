@@ -177,7 +177,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     results = Results(
         passed=code == EXIT_OK, exit_code=code, task=task,
         checkpoint={"path": str(cfg.path), "model_type": ckpt.model_type,
-                    "architectures": ckpt.config.get("architectures"), "fingerprint": fingerprint["sha256"],
+                    "architectures": ckpt.config.get("architectures"), "labels": _labels(ckpt.config),
+                    "fingerprint": fingerprint["sha256"],
                     "files": fingerprint["files"]},
         inputs=batch.describe() if batch is not None else NO_INPUTS,
         environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
@@ -198,6 +199,14 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
 # inputs of a run interrupted before its batch was built
 NO_INPUTS = {"source": None, "seed": None, "texts": None, "tokenizer": None, "keys": [], "shapes": {},
              "dtypes": {}, "padded_positions": 0}
+
+
+def _labels(config: dict, limit: int = 50) -> dict | None:
+    """The checkpoint's id2label (reports name the logits' classes with it), at most ``limit``."""
+    labels = config.get("id2label")
+    if not isinstance(labels, dict) or not labels:
+        return None
+    return {str(k): str(v) for k, v in list(labels.items())[:limit]}
 
 
 def _exports(folder: Path | None, runs: dict) -> dict:

@@ -194,3 +194,35 @@ def test_local_folder_needs_no_network(tiny, tmp_path):
     subprocess.run([sys.executable, "-c", "import socket\ntry: socket.getaddrinfo('localhost', 80)\n"
                     "except OSError: pass"], env=env, timeout=60)
     assert "getaddrinfo 'localhost'" in log.read_text()
+
+
+@pytest.mark.slow
+def test_reports_escape_checkpoint_strings(tiny, tmp_path):
+    """A checkpoint with <script> in id2label, its folder name and the input text: a real run, then
+    every report format holds the strings as text, never as markup."""
+    import xml.etree.ElementTree as ET
+
+    hostile = "<script>alert('x')</script>"
+    ckpt = tmp_path / "ckpt<b>&"
+    shutil.copytree(tiny / "bert-pt", ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["id2label"] = {str(i): f"{hostile}{i}" for i in range(config.get("num_labels", 3))}
+    config["label2id"] = {v: int(k) for k, v in config["id2label"].items()}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    r = subprocess.run([sys.executable, "-m", "parity", "check", str(ckpt), "--frameworks", "pt,flax",
+                        "--text", f"{hostile} | `pipe`", "--format", "console,json,md,html,junit",
+                        "--report-dir", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["checkpoint"]["labels"]["0"] == f"{hostile}0"  # recorded as it is
+    html = (tmp_path / "out" / "report.html").read_text()
+    md = (tmp_path / "out" / "report.md").read_text()
+    junit = (tmp_path / "out" / "junit.xml").read_text()
+    for text in (html, md):
+        assert "<script>" not in text and "ckpt<b>" not in text
+        assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;0" in text or "&lt;script&gt;alert('x')&lt;/script&gt;0" in text
+    assert "&lt;script&gt;" in html and "ckpt&lt;b&gt;&amp;" in html
+    root = ET.fromstring(junit.encode())  # well-formed XML: the strings are escaped
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["labels"].startswith(f"0 {hostile}0") and "<script>" not in junit

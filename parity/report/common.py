@@ -78,3 +78,9 @@ def diagnoses(results: dict) -> list:
         if comp.get("diagnosis"):
             found.append((pair_name(comp), comp["diagnosis"]))
     return found
+
+
+def labels_line(ck: dict) -> str | None:
+    """``0 LABEL_0, 1 LABEL_1, ...`` from the checkpoint's id2label (raw: each format escapes it)."""
+    labels = ck.get("labels")
+    return ", ".join(f"{k} {v}" for k, v in labels.items()) if labels else None

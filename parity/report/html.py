@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .common import diagnoses, layer_series, num, pair_name, shape, source, verdict, verdict_line
+from .common import diagnoses, labels_line, layer_series, num, pair_name, shape, source, verdict, verdict_line
 from .console import mismatch_message
 
 CSS = """
@@ -290,7 +290,8 @@ def render(results: dict) -> str:
         f"<title>parity {verdict(results)}: {e(ck.get('path'))}</title><style>{CSS}</style></head><body>",
         f"<h1>parity report: <code>{e(ck.get('path'))}</code></h1>",
         f'<p class="meta">model_type {e(ck.get("model_type"))} · task {e(results.get("task"))} · '
-        f'created {e(results.get("created"))} · schema {e(results.get("schema_version"))}</p>',
+        f'created {e(results.get("created"))} · schema {e(results.get("schema_version"))}'
+        + (f' · labels {e(labels_line(ck))}' if labels_line(ck) else "") + '</p>',
         f'<div class="verdict{" fail" if fail else ""}"><span class="badge">{verdict(results)}</span>'
         f'<div>{e(verdict_line(results))}<ul class="tight">{"".join(summary)}</ul></div></div>',
         f'<p class="meta">inputs: {e(inputs.get("source"))} {e(shapes.get("input_ids") or next(iter(shapes.values()), None))}, '

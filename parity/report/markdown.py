@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import diagnoses, num, pair_name, source, verdict_line
+from .common import diagnoses, labels_line, num, pair_name, source, verdict_line
 from .console import mismatch_message
 
 LIMIT = 64 * 1024      # GitHub job summaries and PR comments cap around 64 KiB / 65536 characters
@@ -35,7 +35,8 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
     icon = "✅" if results.get("passed") else "❌"
     lines = [f"## {icon} parity: {verdict_line(results)}", "",
              f"`{cell(ck.get('path'))}` · model_type `{cell(ck.get('model_type'))}` · task `{cell(results.get('task'))}`"
-             f" · created {cell(results.get('created', '-'))}", ""]
+             f" · created {cell(results.get('created', '-'))}"
+             + (f" · labels {cell(labels_line(ck))}" if labels_line(ck) else ""), ""]
     for comp in comps:
         rows = comp["outputs"]
         ok = sum(r["passed"] for r in rows)
