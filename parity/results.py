@@ -58,6 +58,8 @@ class Results:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if d.get("conversion") is None:
+            d.pop("conversion", None)  # only `parity convert` writes this section
         return {"schema_version": d.pop("schema_version"), **d}
 
     def save(self, path) -> Path:
