@@ -115,6 +115,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     explain = {fw: {"float64": fw == "pt"} for fw in specs} if cfg.explain else None
     diagnosis = None
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
+        run_info: dict = {}
         exports_dir = weights_dir
         if cfg.explain and exports_dir is None:
             # --explain compares every framework's loaded weights tensor by tensor (parity.weights).
@@ -123,7 +124,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
         try:
             batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline,
                                   device=cfg.device, explain=explain, timeout=cfg.timeout,
-                                  progress=progress, weights_dir=exports_dir)
+                                  progress=progress, weights_dir=exports_dir, info=run_info)
             interrupted = False
         except RunInterrupted as stop:
             batch, runs, interrupted = stop.batch, stop.runs, True
@@ -183,7 +184,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
         inputs=batch.describe() if batch is not None else NO_INPUTS,
         environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
         config=cfg.to_dict(), frameworks=fw_results, comparisons=comparisons,
-        seconds={"total": time.perf_counter() - t_start}, diagnosis=diagnosis,
+        seconds={"total": time.perf_counter() - t_start}, diagnosis=diagnosis, schedule=run_info.get("schedule"),
         complete=not interrupted, interrupted=interrupted,
     )
     path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None

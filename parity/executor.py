@@ -111,11 +111,11 @@ def _quiet(subject: str, state: str) -> None:
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,
             inline: bool = False, device: str = "auto", explain: dict | None = None,
             timeout: float | None = None, progress: Progress | None = None,
-            weights_dir: Path | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
+            weights_dir: Path | None = None, info: dict | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
     """Run every spec; ``timeout`` (seconds, workers only) bounds each worker from its start.
 
     With ``weights_dir``, each framework also exports its weights to ``weights_dir/<fw>.npz``
-    (parity.weights).
+    (parity.weights). ``info`` (a dict) receives ``schedule``: how many workers ran at once and why.
     ``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes;
     ``progress(framework, state)`` hears loading / running / done per framework.
     """
@@ -131,7 +131,7 @@ def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, work
             raise RunInterrupted(batch, {**runs, **{fw: _interrupted(fw) for fw in specs if fw not in runs}}) \
                 from None
         return batch, runs
-    return _in_workers(specs, make_batch, Path(workdir), device, explain, timeout, progress, weights_dir)
+    return _in_workers(specs, make_batch, Path(workdir), device, explain, timeout, progress, weights_dir, info)
 
 
 def _interrupted(fw: str) -> FrameworkRun:
@@ -212,48 +212,63 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, timeout: float | None = None,
-                progress: Progress = _quiet, weights_dir: Path | None = None):
+                progress: Progress = _quiet, weights_dir: Path | None = None, info: dict | None = None):
     from .runners import blocked_packages, frameworks_needed
+    from .schedule import plan
 
     batch_path = workdir / "batch.npz"
-    procs, started, timed_out = {}, {}, set()
+    procs, started, ended, timed_out = {}, {}, {}, set()
     logs = []
     batch = None
+    sched = plan(specs)
+    pending = list(specs)
+    t0 = time.monotonic()
+
+    def start(fw: str) -> None:
+        spec = specs[fw]
+        needed = frameworks_needed(fw, spec)
+        env = child_env(device, needed, workdir)
+        req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
+               "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
+               "explain": explain.get(fw), "block_imports": blocked_packages(needed),
+               "loaded": str(workdir / f"{fw}.loaded")}
+        if weights_dir is not None:
+            req["weights_out"] = str(Path(weights_dir) / f"{fw}.npz")
+        req_path = workdir / f"{fw}.request.json"
+        req_path.write_text(json.dumps(req))
+        log = open(workdir / f"{fw}.log", "wb")
+        logs.append(log)
+        procs[fw] = subprocess.Popen([sys.executable, "-m", "parity.worker", str(req_path)],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                     start_new_session=True)
+        started[fw] = time.monotonic()
+        (workdir / f"{fw}.pid").write_text(str(procs[fw].pid))  # for tests that kill a worker
+
+    # A worker is done once its report exists (written last, atomically); its interpreter teardown
+    # (TF, JAX) can take seconds more and is cut short below.
+    done = lambda fw: procs[fw].poll() is not None or (workdir / f"{fw}.json").exists()  # noqa: E731
+
+    def fill() -> None:
+        while pending and sum(not done(fw) for fw in procs) < sched["max_workers"]:
+            start(pending.pop(0))
+
     try:
-        for fw, spec in specs.items():
-            needed = frameworks_needed(fw, spec)
-            env = child_env(device, needed, workdir)
-            req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
-                   "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
-                   "explain": explain.get(fw), "block_imports": blocked_packages(needed),
-                   "loaded": str(workdir / f"{fw}.loaded")}
-            if weights_dir is not None:
-                req["weights_out"] = str(Path(weights_dir) / f"{fw}.npz")
-            req_path = workdir / f"{fw}.request.json"
-            req_path.write_text(json.dumps(req))
-            log = open(workdir / f"{fw}.log", "wb")
-            logs.append(log)
-            procs[fw] = subprocess.Popen([sys.executable, "-m", "parity.worker", str(req_path)],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                         start_new_session=True)
-            started[fw] = time.monotonic()
-            (workdir / f"{fw}.pid").write_text(str(procs[fw].pid))  # for tests that kill a worker
-        batch = make_batch()
+        fill()
+        batch = make_batch()  # built while the first workers load
         batch.save(batch_path)
-        # A worker is done once its report exists (written last, atomically); its interpreter teardown
-        # (TF, JAX) can take seconds more and is cut short below.
-        done = lambda fw: procs[fw].poll() is not None or (workdir / f"{fw}.json").exists()  # noqa: E731
         state = {}
         while True:
             for fw in procs:  # loading -> running (the worker's marker file) -> done
                 if done(fw):
                     now_state = "done" if (workdir / f"{fw}.json").exists() else "crashed"
+                    ended.setdefault(fw, time.monotonic())
                 else:
                     now_state = "running" if (workdir / f"{fw}.loaded").exists() else "loading"
                 if state.get(fw) != now_state:
                     state[fw] = now_state
                     progress(fw, now_state)
-            if all(done(fw) for fw in procs):
+            fill()
+            if not pending and all(done(fw) for fw in procs):
                 break
             now = time.monotonic()
             for fw, proc in procs.items():
@@ -278,6 +293,10 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, ti
     finally:
         for log in logs:
             log.close()
+        if info is not None:
+            sched["workers"] = {fw: {"started": round(started[fw] - t0, 3),
+                                     "ended": round(ended[fw] - t0, 3) if fw in ended else None} for fw in started}
+            info["schedule"] = sched
     return batch, {fw: _collect(fw, proc, workdir, timeout, fw in timed_out) for fw, proc in procs.items()}
 
 

@@ -54,12 +54,14 @@ class Results:
     # False when the run was stopped (Ctrl-C) before every framework and comparison finished.
     complete: bool = True
     interrupted: bool = False
-    conversion: dict | None = None   # parity convert only: from, to, output, weights comparison
+    conversion: dict | None = None
+    schedule: dict | None = None     # worker mode: how many workers ran at once and why (schedule.py)   # parity convert only: from, to, output, weights comparison
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d.get("conversion") is None:
-            d.pop("conversion", None)  # only `parity convert` writes this section
+        for optional in ("conversion", "schedule"):  # convert only / worker mode only
+            if d.get(optional) is None:
+                d.pop(optional, None)
         return {"schema_version": d.pop("schema_version"), **d}
 
     def save(self, path) -> Path:
