@@ -70,7 +70,7 @@ def render(results: list[dict], *, notes: dict | None = None, command: str | Non
              "Generated from a full run of the tiny-config matrix: one random tiny model per (model type, task), "
              "built from fixed seeds by `fixtures/matrix.py` (PyTorch weights; TF and Flax load them "
              "`from_pt`), checked by `parity check` in pt, tf and flax with the default tolerances "
-             f"(atol=1e-5, rtol=1e-5; padded positions excluded). Do not edit by hand.", ""]
+             "(atol=1e-5, rtol=1e-5; padded positions excluded). Do not edit by hand.", ""]
     if command:
         lines += [f"Regenerate: `{command}`", ""]
     if env:
