@@ -220,18 +220,6 @@ def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list, progres
     return comparisons
 
 
-        comparisons = []
-        if batch is not None:
-            try:
-                _compare_all(cfg, runs, batch, comparisons, progress)
-                if cfg.explain:
-                    from .diagnose import diagnose
-
-                    diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
-                                         tolerance=cfg.tolerance, attention_mask=batch.attention_mask)
-            except KeyboardInterrupt:
-                interrupted = True  # keep the pairs already compared
-
 
 def _compare_baseline(cfg: CheckConfig, runs: dict, batch, baseline: dict, comparisons: list,
                       progress=None) -> list[dict]:
@@ -248,6 +236,21 @@ def _compare_baseline(cfg: CheckConfig, runs: dict, batch, baseline: dict, compa
                                         tolerance=cfg.tolerance, attention_mask=batch.masks,
                                         seq2seq=batch.seq2seq))
     return comparisons
+
+
+def _use_cache(fw: str, spec: LoadSpec, files: dict) -> None:
+    """Point the spec at a cached conversion, or at where to keep this one."""
+    from . import cache
+
+    base = cache.root()
+    if base is None:
+        return
+    entry = cache.key(fw, spec, files, versions())
+    hit = cache.lookup(fw, entry)
+    if hit is not None:
+        spec.cache_hit = str(hit)
+    else:
+        spec.cache_store = str(base / entry)
 
 
 def _check_writable(folder: Path) -> None:

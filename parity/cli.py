@@ -253,7 +253,7 @@ def _cmd_compare(args) -> int:
                       report_dir=report_dir, inline=args.inline, device=args.device, explain=args.explain,
                       save="json" in formats)
     now = results.environment["versions"]
-    print(f"now: " + ", ".join(f"{k} {now.get(k)}" for k in ("transformers", "torch", "tensorflow", "jax", "flax")
+    print("now: " + ", ".join(f"{k} {now.get(k)}" for k in ("transformers", "torch", "tensorflow", "jax", "flax")
                               if now.get(k)))
     if results.checkpoint["fingerprint"] != base.meta["checkpoint"]["fingerprint"]:
         print(f"note: the checkpoint changed since recording (fingerprint {base.meta['checkpoint']['fingerprint'][:12]}"

@@ -1,6 +1,5 @@
 """`--explain` on faulty checkpoints built from fixed seeds: the right layer, side and cause."""
 
-import numpy as np
 import pytest
 
 from parity.diagnose import _inputs, layer_of_weight, layer_table, stage
