@@ -10,7 +10,7 @@ XDIST  ?= 2
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test support clean chromium screenshot
+.PHONY: install demo test support bench clean chromium screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ screenshot: $(STAMP) chromium
 support: $(STAMP)
 	$(BIN)/python -m fixtures.matrix run .cache/support .cache/support-results --all-tasks
 	$(BIN)/python -m fixtures.matrix support .cache/support-results SUPPORT.md
+
+# parity check vs the same check by hand (bench/plain.py): medians of 5 runs into bench/results/.
+# BENCH_ARGS="--runs 1 --models minilm" for a quick look.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache reports/demo reports/screenshot
