@@ -238,10 +238,13 @@ def narrative(pair: dict, diag: dict) -> list[str]:
             lines.append(head + (f"; {', '.join(extra)}." if extra else "."))
         else:
             worst = wd["differing"][0]
-            lines.append(head + f"; {c['differing']} differ, the largest {worst['name']} (max abs diff "
-                         f"{_e(worst['max_abs_diff'])}, {worst['layer']})" + (f"; {', '.join(extra)}" if extra else "")
-                         + (f": {', '.join(wd['explains_divergence'][:3])} sit where the outputs part, "
-                            "this explains the divergence." if wd["explains_divergence"] else "."))
+            what = (f"{worst['name']} differs" if c["differing"] == 1 else
+                    f"{c['differing']} differ, the largest {worst['name']}")
+            linked = wd["explains_divergence"]
+            lines.append(head + f"; {what} (max abs diff {_e(worst['max_abs_diff'])}, {worst['layer']})"
+                         + (f"; {', '.join(extra)}" if extra else "")
+                         + (f". {'It sits' if len(linked) == 1 else f'{len(linked)} of them sit'} where the "
+                            "outputs part: this explains the divergence." if linked else "."))
     weights = pair["weights"]
     if not weights and wd is None:
         lines.append("Weights: no newly initialised weights in either framework.")

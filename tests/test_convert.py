@@ -52,7 +52,9 @@ def _assert_reproduces(r, res, src, to, n_weights, n_outputs):
     assert w["max_abs_diff"] == 0.0
     [comp] = res["comparisons"]
     assert (comp["reference"], comp["candidate"]) == (src, to) and comp["passed"]
-    assert len(comp["outputs"]) == n_outputs
+    # past_key_values: compared where both frameworks return the cache (pt, tf), listed as not compared
+    # where one does not (Flax returns it only when decoding with init_cache)
+    assert len([o for o in comp["outputs"] if not o["name"].startswith("past_key_values.")]) == n_outputs
     for o in comp["outputs"]:
         assert o["max_abs_diff"] < 1e-5, o
     fws = res["frameworks"]

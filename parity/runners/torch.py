@@ -63,7 +63,20 @@ def _load_tf_weights(model, file: str):
             with torch.no_grad():
                 buf.copy_(torch.from_numpy(arr).to(buf.dtype))
             copied.append(name)
+    info["missing_keys"] = _untied_missing(model, info.get("missing_keys", []))
     return model, info, copied
+
+
+def _untied_missing(model, missing: list) -> list:
+    """Drop missing names that are tied to a loaded parameter (lm_head <- shared embeddings): TF stores
+    a tied tensor once, so the converter never names the other end, yet its values are loaded."""
+    missing_set = set(missing)
+    by_storage: dict = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        by_storage.setdefault(p.data_ptr(), []).append(name)
+    loaded_through_tie = {n for names in by_storage.values() if any(m not in missing_set for m in names)
+                          for n in names}
+    return [k for k in missing if k not in loaded_through_tie]
 
 
 def convert_to_pt(cls, path: str, weights: str, source: str, trust_remote_code: bool = False, **init_kwargs):
