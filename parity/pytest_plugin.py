@@ -114,7 +114,15 @@ def _pairs(entry: dict) -> list[tuple[str, str]]:
         return [("baseline", FRAMEWORK_ALIASES.get(f, f)) for f in fws]
     fws = [FRAMEWORK_ALIASES.get(f, f) for f in (split_list(entry.get("frameworks")) or ["pt", "tf", "flax"])]
     ref = FRAMEWORK_ALIASES.get(str(entry.get("reference", "pt")), str(entry.get("reference", "pt")))
-    return [(ref, f) for f in fws if f != ref]
+    pairs = [(ref, f) for f in fws if f != ref]
+    if not pairs:  # the same one line `parity check` gives (one framework, or only the reference)
+        from .config import from_entry
+        from .errors import UsageError
+
+        from_entry(entry)
+        raise UsageError(f"check {entry.get('name')!r} compares nothing: frameworks {', '.join(fws)} with "
+                         f"reference {ref}", "list at least two frameworks, or gate against a baseline")
+    return pairs
 
 
 def _safe(name: str) -> str:
