@@ -89,6 +89,9 @@ def run_leg(model: str, leg: str, ckpt: Path, folder: Path, cache_dir: Path, int
                     record["stages"][f"{fw}.{name}"] = value
                 if entry.get("cache"):
                     record["cache"][fw] = entry["cache"]
+            for name in ("prepare", "workers", "compare"):  # the parent's own stages
+                if name in results["seconds"]:
+                    record["stages"][name] = results["seconds"][name]
             record["stages"]["check"] = results["seconds"]["total"]
             record["stages"]["outside check"] = m["wall"] - results["seconds"]["total"]
             record["passed"] = results["passed"]

@@ -121,6 +121,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
             # --explain compares every framework's loaded weights tensor by tensor (parity.weights).
             exports_dir = Path(workdir) / "weights"
             exports_dir.mkdir()
+        stages = {"prepare": time.perf_counter() - t_start}
+        t_workers = time.perf_counter()
         try:
             batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline,
                                   device=cfg.device, explain=explain, timeout=cfg.timeout,
@@ -146,6 +148,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
             for fw, run in runs.items():
                 if run.status == "ok":
                     on_outputs(fw, run.outputs)
+        stages["workers"] = time.perf_counter() - t_workers
+        t_compare = time.perf_counter()
         comparisons = []
         if batch is not None:
             try:
@@ -161,6 +165,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                                          exports=_exports(exports_dir, runs))
             except KeyboardInterrupt:
                 interrupted = True  # keep the pairs already compared
+        stages["compare"] = time.perf_counter() - t_compare
         for run in runs.values():
             for arrays in (run.outputs, run.outputs64):
                 if hasattr(arrays, "close"):
@@ -184,7 +189,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
         inputs=batch.describe() if batch is not None else NO_INPUTS,
         environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
         config=cfg.to_dict(), frameworks=fw_results, comparisons=comparisons,
-        seconds={"total": time.perf_counter() - t_start}, diagnosis=diagnosis, schedule=run_info.get("schedule"),
+        seconds={**stages, "total": time.perf_counter() - t_start}, diagnosis=diagnosis,
+        schedule=run_info.get("schedule"),
         complete=not interrupted, interrupted=interrupted,
     )
     path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None

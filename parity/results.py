@@ -54,8 +54,8 @@ class Results:
     # False when the run was stopped (Ctrl-C) before every framework and comparison finished.
     complete: bool = True
     interrupted: bool = False
-    conversion: dict | None = None
-    schedule: dict | None = None     # worker mode: how many workers ran at once and why (schedule.py)   # parity convert only: from, to, output, weights comparison
+    conversion: dict | None = None   # parity convert only: from, to, output, weights comparison
+    schedule: dict | None = None     # worker mode: how many workers ran at once and why (schedule.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)

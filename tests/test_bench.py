@@ -65,3 +65,20 @@ def test_table_medians_and_ratios():
     assert "| minilm | A parity check, warm (conversion cache) | conversion cache | flax hit, tf hit |" in text
     assert "| frameworks imported by `--help` | none |" in text
     assert "2 CPUs, 24.0 GiB RAM" in text and "torch 2.13.0" in text and "jax" not in text.split("\n")[3]
+
+
+def test_scale_table_from_raw_points():
+    from bench import scale
+
+    secs = {fw: {"load": 10.0 + i, "run": 0.5 * (i + 1), "total": 12.0} for i, fw in enumerate(("pt", "tf", "flax"))}
+    raw = {"name": "t", "created": "2026-01-01T00:00:00+00:00",
+           "machine": {"platform": "Linux", "cpus": 2, "ram_bytes": 24 * 1024 ** 3, "commit": "abc"},
+           "points": [{"axis": "batch", "model": "minilm", "batch": 8, "length": 128, "wall": 30.25,
+                       "peak_rss": 2048 * MIB, "returncode": 0, "seconds": secs, "compare": 0.75, "parallel": True},
+                      {"axis": "model", "model": "bertbase", "batch": 128, "length": 128, "wall": 99.0,
+                       "peak_rss": 9000 * MIB, "returncode": 3, "error": "KeyError: 'frameworks'"}]}
+    text = scale.render(raw)
+    assert "| batch | minilm | 8 x 128 | 30.2 | 2048 | 10.0/11.0/12.0 | 0.5/1.0/1.5 | 0.8 | parallel | 0 |" in text
+    assert "| model | bertbase | 128 x 128 | 99.0 | 9000 | – | – | – | – | 3 |" in text
+    # Every row truncates to the longest length measured: the sequence length is what --max-length says.
+    assert len(scale.LONG_TEXT.split()) > 2 * max(length for _, _, _, length in scale.POINTS)
