@@ -110,18 +110,36 @@ def _sig(x: float) -> float:
     return float(f"{x:.3g}")
 
 
+# Elements per block: float64 temporaries of a few tens of MB, whatever the tensor's size.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _blocks(shape: tuple):
+    """(index, flat offset) blocks along axis 0, so that a GB-sized attention stack is never upcast whole."""
+    if len(shape) == 0 or shape[0] <= 1:
+        yield Ellipsis, 0
+        return
+    row = int(np.prod(shape[1:], dtype=np.int64)) or 1
+    step = max(1, CHUNK_ELEMENTS // row)
+    for start in range(0, shape[0], step):
+        yield slice(start, start + step), start * row
+
+
 def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
                   valid: np.ndarray | None = None, tokens: tuple | None = None) -> dict:
     """Compare one candidate tensor with its reference; return the metrics dict.
 
-    With ``tokens=(batch, length)`` a token-aligned output also gets a private
-    ``_per_token`` entry (max abs diff per batch row and token, None where
-    padded) that compare_pair keeps for the worst output only.
+    The work is done in float64 block by block along the first axis (the metrics
+    are sums, maxima and counts, so they combine exactly), which keeps time and
+    memory linear in the tensor's size. With ``tokens=(batch, length)`` a
+    token-aligned output also gets a private ``_per_token`` entry (max abs diff
+    per batch row and token, None where padded) that compare_pair keeps for the
+    worst output only.
     """
-    a = np.asarray(actual)
-    b = np.asarray(expected)
+    a_all = np.asarray(actual)
+    b_all = np.asarray(expected)
     result = {
-        "name": name, "shape": list(b.shape), "passed": False,
+        "name": name, "shape": list(b_all.shape), "passed": False,
         "atol": float(atol), "rtol": float(rtol),
         "max_abs_diff": None, "max_rel_diff": None, "mean_abs_diff": None,
         "cosine": None, "mismatched": 0, "total": 0, "mismatched_share": 0.0,
@@ -129,79 +147,98 @@ def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
         "nonfinite": {"reference": 0, "candidate": 0}, "masked": valid is not None,
         "error": None,
     }
-    if a.shape != b.shape:
-        result["error"] = f"shape mismatch: candidate {list(a.shape)} vs reference {list(b.shape)}"
-        result["candidate_shape"] = list(a.shape)
+    if a_all.shape != b_all.shape:
+        result["error"] = f"shape mismatch: candidate {list(a_all.shape)} vs reference {list(b_all.shape)}"
+        result["candidate_shape"] = list(a_all.shape)
         return result
-    a = a.astype(np.float64, copy=False)
-    b = b.astype(np.float64, copy=False)
-    keep = np.ones(b.shape, bool) if valid is None else np.broadcast_to(valid, b.shape)
-    total = int(keep.sum())
+    shape = b_all.shape
+    keep_all = np.ones(shape, bool) if valid is None else np.broadcast_to(valid, shape)
+    axes = token_axes(name, shape, tokens)
+    total = bad_ref = bad_cand = n_bad = n_both = 0
+    diff_sum = dot = sq_a = sq_b = 0.0
+    best, best_flat, max_rel, required, first_bad = -1.0, 0, None, None, None
+    pad_n = pad_both = 0
+    pad_max = None
+    tok_vals, tok_counted, tok_bad = [], [], []
+    for index, offset in _blocks(shape):
+        a = a_all[index].astype(np.float64)
+        b = b_all[index].astype(np.float64)
+        keep = keep_all[index]
+        fin_a, fin_b = np.isfinite(a), np.isfinite(b)
+        bad_a = keep & ~fin_a
+        bad_b = keep & ~fin_b
+        both = keep & fin_a & fin_b
+        total += int(keep.sum())
+        bad_ref, bad_cand = bad_ref + int(bad_b.sum()), bad_cand + int(bad_a.sum())
+        absb = np.abs(np.where(both, b, 0.0))
+        diff = np.where(both, np.abs(a - b), 0.0)
+        n_bad += int(((both & (diff > atol + rtol * absb)) | bad_a | bad_b).sum())
+        local = int(np.argmax(diff)) if diff.size else 0
+        if diff.size and diff.flat[local] > best:  # strict: the first occurrence wins, as one argmax would
+            best, best_flat = float(diff.flat[local]), offset + local
+        if both.any():
+            n_both += int(both.sum())
+            diff_sum += float(diff.sum())
+            nz = both & (absb > 0)
+            if nz.any():
+                max_rel = max(max_rel or 0.0, float((diff[nz] / absb[nz]).max()))
+            elif max_rel is None:
+                max_rel = 0.0
+            va, vb = a[both], b[both]
+            dot, sq_a, sq_b = dot + float(np.dot(va, vb)), sq_a + float(np.dot(va, va)), sq_b + float(np.dot(vb, vb))
+            required = max(required if required is not None else -np.inf, float((diff - rtol * absb)[both].max()))
+        bad = bad_a | bad_b
+        if first_bad is None and bad.any():
+            first_bad = offset + int(np.argmax(bad))
+        if valid is not None:
+            padded = ~keep
+            finite_pad = padded & fin_a & fin_b
+            pad_n, pad_both = pad_n + int(padded.sum()), pad_both + int(finite_pad.sum())
+            if finite_pad.any():
+                pad_max = max(pad_max or 0.0, float(np.abs(a[finite_pad] - b[finite_pad]).max()))
+        if axes is not None:
+            # Reuses diff (0 where padded or non-finite): heat-map data at no extra pass over the inputs.
+            tok_vals.append(diff.max(axis=axes) if axes else diff)
+            tok_counted.append(keep.any(axis=axes) if axes else keep)
+            tok_bad.append(bad.any(axis=axes) if axes else bad)
+        del a, b, diff, absb, fin_a, fin_b, both, bad_a, bad_b
+
     result["total"] = total
-
-    fin_a, fin_b = np.isfinite(a), np.isfinite(b)
-    bad_a = keep & ~fin_a
-    bad_b = keep & ~fin_b
-    result["nonfinite"] = {"reference": int(bad_b.sum()), "candidate": int(bad_a.sum())}
-    both = keep & fin_a & fin_b
-
-    diff = np.where(both, np.abs(a - b), 0.0)
-    allowed = atol + rtol * np.abs(np.where(both, b, 0.0))
-    mismatch = (both & (diff > allowed)) | bad_a | bad_b
-    n_bad = int(mismatch.sum())
+    result["nonfinite"] = {"reference": bad_ref, "candidate": bad_cand}
     result["mismatched"] = n_bad
     result["mismatched_share"] = (n_bad / total) if total else 0.0
-
-    if both.any():
-        flat = int(np.argmax(diff))
-        result["max_abs_diff"] = float(diff.flat[flat])
-        result["worst_index"] = [int(i) for i in np.unravel_index(flat, b.shape)]
-        result["mean_abs_diff"] = float(diff.sum() / both.sum())
-        absb = np.abs(b)
-        nz = both & (absb > 0)
-        result["max_rel_diff"] = float((diff[nz] / absb[nz]).max()) if nz.any() else 0.0
-        va, vb = a[both], b[both]
-        na, nb = float(np.linalg.norm(va)), float(np.linalg.norm(vb))
-        result["cosine"] = 1.0 if na == 0 and nb == 0 else (
-            float(np.dot(va, vb) / (na * nb)) if na and nb else 0.0)
-        if not (bad_a.any() or bad_b.any()):
+    any_bad = first_bad is not None
+    if n_both:
+        result["max_abs_diff"] = best
+        result["worst_index"] = [int(i) for i in np.unravel_index(best_flat, shape)]
+        result["mean_abs_diff"] = diff_sum / n_both
+        result["max_rel_diff"] = max_rel
+        na, nb = float(np.sqrt(sq_a)), float(np.sqrt(sq_b))
+        result["cosine"] = 1.0 if na == 0 and nb == 0 else (float(dot / (na * nb)) if na and nb else 0.0)
+        if not any_bad:
             # The smallest atol that passes at this rtol (None when NaN/Inf decide).
-            result["required_atol"] = float(max((diff - rtol * absb)[both].max(), 0.0))
-    elif total and not (bad_a.any() or bad_b.any()):
+            result["required_atol"] = float(max(required, 0.0))
+    elif total and not any_bad:
         result["required_atol"] = 0.0
     if total == 0:
         result["required_atol"] = 0.0
-    if bad_a.any() or bad_b.any():
-        flat = int(np.argmax(bad_a | bad_b))
-        result["worst_index"] = [int(i) for i in np.unravel_index(flat, b.shape)]
+    if any_bad:
+        result["worst_index"] = [int(i) for i in np.unravel_index(first_bad, shape)]
     result["passed"] = n_bad == 0
     if valid is not None:
-        result["padded"] = _padded_stats(a, b, ~keep)
-    axes = token_axes(name, b.shape, tokens)
+        # Error on the excluded (padded) positions, reported apart from the verdict:
+        # a large error here and none elsewhere is a padding artefact, not a bug.
+        result["padded"] = {"positions": pad_n, "max_abs_diff": pad_max if pad_both else None,
+                            "nonfinite": pad_n - pad_both}
     if axes is not None:
-        # Reuses diff (0 where padded or non-finite): heat-map data at no extra pass over the inputs.
-        per_tok = diff.max(axis=axes) if axes else diff
-        counted = keep.any(axis=axes) if axes else keep
-        bad_tok = (bad_a | bad_b).any(axis=axes) if axes else (bad_a | bad_b)
+        per_tok = np.concatenate(tok_vals) if len(tok_vals) > 1 else tok_vals[0]
+        counted = np.concatenate(tok_counted) if len(tok_counted) > 1 else tok_counted[0]
+        bad_tok = np.concatenate(tok_bad) if len(tok_bad) > 1 else tok_bad[0]
         result["_per_token"] = {
             "values": [[_sig(v) if c else None for v, c in zip(rv, rc)] for rv, rc in zip(per_tok, counted)],
             "nonfinite": [[int(i), int(j)] for i, j in zip(*np.nonzero(bad_tok))],
         }
     return result
-
-
-def _padded_stats(a: np.ndarray, b: np.ndarray, padded: np.ndarray) -> dict:
-    """Error on the excluded (padded) positions, reported apart from the verdict.
-
-    A large error here and none elsewhere is a padding artefact, not a bug.
-    """
-    n = int(padded.sum())
-    if not n:
-        return {"positions": 0, "max_abs_diff": None, "nonfinite": 0}
-    both = padded & np.isfinite(a) & np.isfinite(b)
-    diff = np.abs(a[both] - b[both])
-    return {"positions": n, "max_abs_diff": float(diff.max()) if diff.size else None,
-            "nonfinite": int(n - both.sum())}
 
 
 def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping,

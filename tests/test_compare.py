@@ -171,3 +171,28 @@ def test_a_cache_one_framework_does_not_return_is_listed_not_failed():
     comp = compare_pair("pt", "flax", {"logits": np.ones(2), "pooler_output": np.ones(2)}, cand,
                         ["logits", "pooler_output"], tolerance=lambda n: (1e-5, 1e-5))
     assert not comp["passed"] and comp["first_divergence"] == "pooler_output"
+
+
+def test_blockwise_metrics_equal_one_pass(monkeypatch):
+    """compare_array works in blocks along axis 0; tiny blocks must give the one-block metrics exactly."""
+    import parity.compare as compare
+
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal((6, 2, 5, 5)).astype(np.float32)
+    a = b + (rng.standard_normal(b.shape) * 1e-4).astype(np.float32)
+    a[1, 1, 2, 3] = np.nan
+    mask = np.ones((6, 5), np.int64)
+    mask[3:, 3:] = 0
+    valid = valid_mask("attentions.0", b.shape, mask)
+    kw = dict(atol=1e-5, rtol=1e-5, valid=valid, tokens=(6, 5))
+    whole = compare_array("attentions.0", a, b, **kw)
+    monkeypatch.setattr(compare, "CHUNK_ELEMENTS", 7)  # one batch row (50 elements) per block
+    blocks = compare_array("attentions.0", a, b, **kw)
+    assert blocks.keys() == whole.keys()
+    for key, value in whole.items():
+        if isinstance(value, float):
+            assert blocks[key] == pytest.approx(value, rel=1e-12), key
+        else:
+            assert blocks[key] == value, key
+    assert whole["worst_index"] == [1, 1, 2, 3] and whole["nonfinite"]["candidate"] == 1
+    assert whole["padded"]["positions"] > 0
