@@ -103,6 +103,11 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                              trust_remote_code=cfg.trust_remote_code)
         if cfg.cache and plan.converted_from:
             _use_cache(fw, specs[fw], fingerprint["files"])
+        if cfg.cache and fw == "flax":
+            from . import cache
+
+            compile_dir = cache.compile_dir()
+            specs[fw].compile_cache = str(compile_dir) if compile_dir else None
 
     def make_batch():
         if batch is not None:
@@ -140,6 +145,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                 entry["traceback"] = run.traceback
             if run.imported is not None:
                 entry["imported"] = run.imported
+            if run.compile_cache is not None:
+                entry["compile_cache"] = run.compile_cache
             if run.load:
                 entry["device"] = run.load["device"]
                 entry["cache"] = run.load.get("cache")

@@ -39,6 +39,7 @@ class FrameworkRun:
     traceback: str | None = None
     explain: dict | None = None       # probes of --explain (see probes.py)
     imported: list | None = None      # frameworks the worker process imported
+    compile_cache: dict | None = None  # Flax: XLA compilation cache hits and misses (see cache.compile_dir)
     outputs64: Mapping | None = None  # float64 oracle outputs, when this framework ran them
     signal: str | None = None       # SIGKILL, SIGSEGV, ... when the worker died of one
     returncode: int | None = None   # the worker's exit status (negative: killed by a signal)
@@ -189,6 +190,7 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch | None, explain: dict | None, 
         run.outputs = runner.run(batch.arrays)
         run.seconds["run"] = runner.run_seconds
         run.names = list(run.outputs)
+        run.compile_cache = getattr(runner, "compile_cache", None)
         if explain is not None:
             from .probes import explain as probe
 
@@ -318,6 +320,7 @@ def _collect(fw: str, proc: subprocess.Popen, workdir: Path, timeout, timed_out:
                        rep.get("outputs", []), traceback=rep.get("traceback"))
     run.explain = rep.get("explain")
     run.imported = rep.get("imported")
+    run.compile_cache = rep.get("compile_cache")
     if run.status == "ok":
         run.outputs = np.load(workdir / f"{fw}.npz")
         if (workdir / f"{fw}.f64.npz").exists():

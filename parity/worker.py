@@ -141,6 +141,7 @@ def serve(request: dict) -> dict:
     fw = request["framework"]
     report = {"framework": fw, "status": "ok", "error": None, "load": None, "seconds": {}, "outputs": []}
     t0 = time.perf_counter()
+    runner = None
     try:
         runner = runner_class(fw)(LoadSpec(**request["spec"]))
         fault(fw, "load")
@@ -185,6 +186,8 @@ def serve(request: dict) -> dict:
         report["traceback"] = traceback.format_exc(limit=-8)
     report["seconds"]["total"] = time.perf_counter() - t0
     report["imported"] = sorted(m for m in ("torch", "tensorflow", "jax") if sys.modules.get(m) is not None)
+    if getattr(runner, "compile_cache", None) is not None:
+        report["compile_cache"] = runner.compile_cache
     return report
 
 

@@ -36,6 +36,24 @@ def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path)
     assert off.results["frameworks"]["tf"]["cache"] is None
 
 
+@pytest.mark.slow
+def test_flax_recheck_loads_compiled_ops_with_identical_numbers(cli, tiny, tmp_path):
+    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
+    args = ("check", tiny / "bert-flax", "--frameworks", "pt,flax")
+    first = cli(*args, "--report-dir", tmp_path / "r1", env=env)
+    second = cli(*args, "--report-dir", tmp_path / "r2", env=env)
+    off = cli(*args, "--report-dir", tmp_path / "r3", "--no-cache", env=env)
+    assert first.code == second.code == off.code == 0, second.err
+    c1, c2 = first.results["frameworks"]["flax"]["compile_cache"], second.results["frameworks"]["flax"]["compile_cache"]
+    assert c1["dir"] == str(tmp_path / "cache" / "xla") and c1["requests"] > 10 and c1["hits"] < c1["requests"]
+    assert c2["requests"] == c1["requests"] and c2["hits"] == c2["requests"]  # nothing compiled again
+    assert "compile_cache" not in off.results["frameworks"]["flax"]
+    assert "compile_cache" not in first.results["frameworks"]["pt"]
+    metrics = [[(r["max_abs_diff"], r["mean_abs_diff"]) for r in run.comparison("flax")["outputs"]]
+               for run in (first, second, off)]
+    assert metrics[0] == metrics[1] == metrics[2]
+
+
 def test_concurrent_writers_leave_one_intact_entry(tmp_path, monkeypatch):
     monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path))
     target = tmp_path / "k"

@@ -32,6 +32,7 @@ class LoadSpec:
     cache_hit: str | None = None     # conversion-cache entry to load natively instead of converting
     cache_store: str | None = None   # where to keep this conversion for the next run
     trust_remote_code: bool = False
+    compile_cache: str | None = None  # JAX's persistent compilation cache folder (Flax only)
 
 
 @dataclass
