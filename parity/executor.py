@@ -230,6 +230,11 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, ti
         spec = specs[fw]
         needed = frameworks_needed(fw, spec)
         env = child_env(device, needed, workdir)
+        if sched["max_workers"] > 1:
+            # Side by side, PyTorch's OpenMP threads spin while they wait and take the CPU the other
+            # workers are loading with (MiniLM on 2 cores: pt run 0.9 s -> 0.15 s); same thread
+            # count, so the same numbers.
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
                "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
                "explain": explain.get(fw), "block_imports": blocked_packages(needed),
