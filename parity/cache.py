@@ -6,7 +6,10 @@ source framework's import. Entries are keyed by the sha256 of the source
 weights and config, the target class and the library versions; each is
 written into a temporary folder and renamed into place (concurrent writers:
 the first rename wins, the others discard theirs), and verified by size and
-sha256 before use (a stale or corrupt entry is removed and rebuilt).
+sha256 before use (a stale or corrupt entry is removed and rebuilt). Digests
+of large files are remembered under ``digests/`` while their stat is
+unchanged (``file_digest``), so a warm check does not read every weight file
+again.
 
 ``PARITY_CACHE_DIR`` moves it (``off`` disables it); default
 ``$XDG_CACHE_HOME/parity/conversions`` or ``~/.cache/parity/conversions``.
@@ -21,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 FORMAT = 1
@@ -67,6 +71,45 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+DIGEST_MIN_BYTES = 1 << 20  # smaller files hash faster than their record reads
+SETTLED_SECONDS = 2.0       # a file changed this recently may change again within one timestamp tick
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of ``path``, remembered for a large file by its stat, as git's index does.
+
+    A record is used only while the file's device, inode, size, mtime and ctime
+    are all unchanged (any write changes ctime, which no user call can set back),
+    and is written only for a file last changed over SETTLED_SECONDS before it
+    was hashed, so a write within the same coarse timestamp tick cannot hide.
+    """
+    base = root()
+    st = path.stat()
+    if base is None or st.st_size < DIGEST_MIN_BYTES:
+        return _sha256(path)
+    stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    record = base / "digests" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32] + ".json")
+    try:
+        data = json.loads(record.read_text())
+        if data["stamp"] == stamp and len(data["sha256"]) == 64:
+            return data["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    started = time.time_ns()
+    digest = _sha256(path)
+    after = path.stat()
+    settled = started - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_SECONDS * 1e9
+    if settled and [after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns] == stamp:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"path": str(path.resolve()), "stamp": stamp, "sha256": digest}))
+            os.replace(tmp, record)  # readers see the old record or the new one, never half of one
+        except OSError:
+            pass  # a read-only cache costs only the hashing
+    return digest
+
+
 def lookup(framework: str, entry_key: str) -> Path | None:
     """The entry folder when it is complete and intact; a damaged entry is removed."""
     base = root()
@@ -79,7 +122,7 @@ def lookup(framework: str, entry_key: str) -> Path | None:
     try:
         meta = json.loads(meta_path.read_text())
         weights = folder / NATIVE[framework]
-        if weights.stat().st_size != meta["bytes"] or _sha256(weights) != meta["sha256"]:
+        if weights.stat().st_size != meta["bytes"] or file_digest(weights) != meta["sha256"]:
             raise ValueError("weights do not match meta.json")
     except (OSError, ValueError, KeyError):
         _remove(folder)

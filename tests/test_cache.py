@@ -25,7 +25,7 @@ def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path)
     assert "(from pt, cached)" in second.out
 
     # A damaged entry is noticed, removed and rebuilt, never loaded.
-    (entry,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if len(p.name) == 32]
     weights = entry / "tf_model.h5"
     weights.write_bytes(weights.read_bytes()[:1000])
     third = cli(*args, "--report-dir", tmp_path / "r3", env=env)
@@ -79,6 +79,41 @@ def test_stale_meta_is_removed(tmp_path, monkeypatch):
     cache.store("flax", tmp_path / "k", lambda f: (f / "flax_model.msgpack").write_bytes(b"\x80"), {})
     (tmp_path / "k" / "flax_model.msgpack").write_bytes(b"\x81")  # same size, other content
     assert cache.lookup("flax", "k") is None and not (tmp_path / "k").exists()
+
+
+def test_file_digest_is_remembered_only_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "cache"))
+    f = tmp_path / "model.safetensors"
+    data = bytes(range(256)) * 8192  # 2 MiB
+    f.write_bytes(data)
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    assert cache.file_digest(f) == sha(data)
+    assert not (tmp_path / "cache" / "digests").exists()  # just written: not settled, not remembered
+
+    monkeypatch.setattr(cache, "SETTLED_SECONDS", 0.0)
+    time.sleep(0.01)
+    assert cache.file_digest(f) == sha(data)
+    (record,) = (tmp_path / "cache" / "digests").iterdir()
+    # The record answers while the stat matches: prove it by making it name another digest.
+    record.write_text(record.read_text().replace(sha(data), "0" * 64))
+    assert cache.file_digest(f) == "0" * 64
+
+    # Same size, same mtime, new content: ctime moves, so the file is hashed again.
+    st = f.stat()
+    time.sleep(0.05)  # past a coarse timestamp tick, so the write's ctime differs
+    changed = data[::-1]
+    f.write_bytes(changed)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_size == st.st_size and f.stat().st_mtime_ns == st.st_mtime_ns
+    assert cache.file_digest(f) == sha(changed)
+
+    small = tmp_path / "config.json"
+    small.write_text("{}")
+    assert cache.file_digest(small) == sha(b"{}")
+    assert len(list((tmp_path / "cache" / "digests").iterdir())) == 1  # small files are always hashed
 
 
 def test_cache_can_be_turned_off(monkeypatch):
