@@ -75,7 +75,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     if cfg.report_dir:
         _check_writable(Path(cfg.report_dir))
 
-    fingerprint = ckpt.fingerprint()
+    fingerprint = ckpt.fingerprint(remember=cfg.cache)
     fw_results: dict[str, dict] = {}
     specs: dict[str, LoadSpec] = {}
     for fw in cfg.frameworks:

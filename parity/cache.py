@@ -63,7 +63,7 @@ def key(framework: str, spec, files: dict, versions: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -86,7 +86,7 @@ def file_digest(path: Path) -> str:
     base = root()
     st = path.stat()
     if base is None or st.st_size < DIGEST_MIN_BYTES:
-        return _sha256(path)
+        return sha256(path)
     stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
     record = base / "digests" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32] + ".json")
     try:
@@ -96,7 +96,7 @@ def file_digest(path: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     started = time.time_ns()
-    digest = _sha256(path)
+    digest = sha256(path)
     after = path.stat()
     settled = started - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_SECONDS * 1e9
     if settled and [after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns] == stamp:
@@ -143,7 +143,7 @@ def store(framework: str, folder: Path, save, load_report: dict) -> bool:
         save(tmp)
         weights = tmp / NATIVE[framework]
         meta = {"format": FORMAT, "framework": framework, "bytes": weights.stat().st_size,
-                "sha256": _sha256(weights), "load": load_report}
+                "sha256": sha256(weights), "load": load_report}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         try:
             os.rename(tmp, folder)  # atomic; fails when another writer got there first

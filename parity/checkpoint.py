@@ -133,11 +133,12 @@ class Checkpoint:
                              "re-save the checkpoint with save_pretrained()") from None
         return [self.path / s for s in shards]
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self, remember: bool = True) -> dict:
         """sha256 per file and one combined digest, so results name exactly what was tested.
 
         Large files' digests are remembered by their stat (cache.file_digest): a re-check of
-        an unchanged bert-base skips reading its 418 MiB again (about 1 s here).
+        an unchanged bert-base skips reading its 418 MiB again (about 1 s here); ``remember=False``
+        (--no-cache) hashes every file.
         """
         from . import cache
 
@@ -146,7 +147,7 @@ class Checkpoint:
         for f in sorted(self.path.iterdir()):
             if not f.is_file() or f.name in FINGERPRINT_SKIP or f.name.startswith("."):
                 continue
-            digest = cache.file_digest(f)
+            digest = cache.file_digest(f) if remember else cache.sha256(f)
             files[f.name] = {"sha256": digest, "bytes": f.stat().st_size}
             total.update(f.name.encode() + b"\0" + digest.encode())
         return {"sha256": total.hexdigest(), "files": files}

@@ -51,7 +51,8 @@ def _add_check(sub) -> None:
     p.add_argument("--explain", action="store_true",
                    help="diagnose: per-layer error growth, a float64 oracle, weights, input defaults, noise floor")
     p.add_argument("--no-cache", action="store_true",
-                   help="convert weights again instead of loading the conversion cache (PARITY_CACHE_DIR)")
+                   help="use no cache (PARITY_CACHE_DIR): convert weights again, compile Flax ops again, "
+                        "hash every file again")
     p.add_argument("--save-replay", metavar="DIR", help="write the exact batch, options and versions to DIR "
                                                          "so that `parity replay DIR` reruns this case")
     p.add_argument("--timeout", help="seconds each framework's worker may take (load + run); a worker past it is "
