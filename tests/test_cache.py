@@ -11,13 +11,13 @@ from parity import cache
 @pytest.mark.slow
 def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path):
     env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
-    args = ("check", tiny / "bert-pt", "--frameworks", "pt,tf")
+    args = ("check", tiny / "bert-pt-bin", "--frameworks", "pt,tf")  # .bin: TF converts through torch
     first = cli(*args, "--report-dir", tmp_path / "r1", env=env)
     second = cli(*args, "--report-dir", tmp_path / "r2", env=env)
     assert first.code == second.code == 0, second.err
     tf1, tf2 = first.results["frameworks"]["tf"], second.results["frameworks"]["tf"]
     assert tf1["cache"] == "stored" and tf2["cache"] == "hit"
-    assert tf2["converted_from"] == "pt" and tf2["weights"] == "model.safetensors"
+    assert tf2["converted_from"] == "pt" and tf2["weights"] == "pytorch_model.bin"
     assert tf1["imported"] == ["tensorflow", "torch"] and tf2["imported"] == ["tensorflow"]
     assert any("from the cache" in n for n in tf2["load"]["notes"])
     rows1, rows2 = first.comparison("tf")["outputs"], second.comparison("tf")["outputs"]

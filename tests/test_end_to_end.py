@@ -47,8 +47,8 @@ def test_every_conversion_direction(cli, tiny, name, expect):
     own = {"pt": "torch", "tf": "tensorflow", "flax": "jax"}
     for fw, (weights, src, via) in expect.items():
         need = {own[fw]} | {own[s] for s in (src, via) if s}
-        if fw == "flax" and src == "pt" and weights.endswith(".safetensors"):
-            need.discard("torch")
+        if fw in ("flax", "tf") and src == "pt" and weights == "model.safetensors":
+            need.discard("torch")  # both read PyTorch's safetensors themselves
         assert set(res["frameworks"][fw]["imported"]) == need, (fw, res["frameworks"][fw]["imported"])
     if name == "bert-flax":  # no tokenizer: seeded ids with a padded mask
         assert res["inputs"]["source"] == "random-ids" and res["inputs"]["padded_positions"] > 0
@@ -84,6 +84,21 @@ def test_source_pt_ignores_the_altered_tf_weights(cli, tiny):
     r = cli("check", tiny / "bert-tf-altered", "--source", "pt")
     assert r.code == 0, r.out
     assert r.results["frameworks"]["tf"]["converted_from"] == "pt"
+
+
+def test_tf_reads_pt_safetensors_without_torch_to_the_same_numbers(cli, tiny, tmp_path):
+    """The same weights as model.safetensors (TF reads them itself) and as pytorch_model.bin (through torch)."""
+    direct = cli("check", tiny / "bert-pt", "--frameworks", "pt,tf", "--report-dir", tmp_path / "direct")
+    via_torch = cli("check", tiny / "bert-pt-bin", "--frameworks", "pt,tf", "--report-dir", tmp_path / "bin")
+    assert direct.code == via_torch.code == 0, direct.out
+    tf_direct, tf_torch = direct.results["frameworks"]["tf"], via_torch.results["frameworks"]["tf"]
+    assert tf_direct["imported"] == ["tensorflow"] and tf_torch["imported"] == ["tensorflow", "torch"]
+    assert any("without torch" in n for n in tf_direct["load"]["notes"])
+    assert tf_direct["load"]["missing"] == tf_torch["load"]["missing"] == []
+    assert tf_direct["load"]["unexpected"] == tf_torch["load"]["unexpected"]
+    rows = [[(o["name"], o["max_abs_diff"], o["mean_abs_diff"]) for o in run.comparison("tf")["outputs"]]
+            for run in (direct, via_torch)]
+    assert rows[0] == rows[1] and len(rows[0]) > 5
 
 
 def test_minilm_passes_in_all_three_frameworks(cli, minilm):

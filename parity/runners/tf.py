@@ -2,12 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from ..errors import FrameworkError
 from ..outputs import flatten
-from . import bridge
+from . import bridge, tf_reads_pt_safetensors
 from .base import LoadReport, Runner, call_flags
+
+
+class _KeyedSafeOpen:
+    """A safe_open handle that iterates over its keys, as transformers 4.57's TF reader expects."""
+
+    def __init__(self, *args, **kwargs):
+        from safetensors import safe_open
+
+        self._handle = safe_open(*args, **kwargs)
+
+    def __enter__(self):
+        self._handle.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._handle.__exit__(*exc)
+
+    def __iter__(self):
+        return iter(self._handle.keys())
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+@contextlib.contextmanager
+def _iterable_safe_open(active: bool):
+    """While loading PyTorch safetensors natively: transformers' TF loader runs
+    ``for key in safe_open(...)``, which fails on safetensors 0.6 ("'builtins.safe_open'
+    object is not iterable"); every other use of the handle is passed through."""
+    if not active:
+        yield
+        return
+    import transformers.modeling_tf_utils as tf_utils
+
+    original = tf_utils.safe_open
+    tf_utils.safe_open = _KeyedSafeOpen
+    try:
+        yield
+    finally:
+        tf_utils.safe_open = original
 
 
 class TFRunner(Runner):
@@ -37,18 +78,24 @@ class TFRunner(Runner):
             tmp = bridge.via_pytorch(path, self.spec.class_name, self.spec.weights, "flax",
                                      self.spec.trust_remote_code)
             path, kwargs["from_pt"] = str(tmp), True
+        elif self.spec.converted_from == "pt" and tf_reads_pt_safetensors(path, self.spec.weights):
+            kwargs["use_safetensors"] = True  # transformers' own reader: no torch in this worker
         elif self.spec.converted_from == "pt":
             kwargs["from_pt"] = True
         else:
             # Native: read tf_model.h5, never model.safetensors (safetensors 0.8 breaks that path).
             kwargs["use_safetensors"] = False
         try:
-            with tf.device(self.device):
+            with tf.device(self.device), _iterable_safe_open(kwargs.get("use_safetensors") is True):
                 model, info = cls.from_pretrained(path, **kwargs)
         finally:
             bridge.cleanup(tmp)
         self.model = model
         report = self._report("gpu:0" if gpus else "cpu", info)
+        if kwargs.get("use_safetensors"):
+            report.notes.append("PyTorch safetensors read by TF itself (safe_open framework='tf'), without torch; "
+                                "transformers' reader iterates the safe_open handle, which safetensors no longer "
+                                "allows, so parity hands it one that iterates its keys")
         if tmp is not None:
             report.notes.append(f"{self.spec.converted_from} weights converted to PyTorch weights first: "
                                 f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
