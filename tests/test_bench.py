@@ -82,3 +82,17 @@ def test_scale_table_from_raw_points():
     assert "| model | bertbase | 128 x 128 | 99.0 | 9000 | – | – | – | – | 3 |" in text
     # Every row truncates to the longest length measured: the sequence length is what --max-length says.
     assert len(scale.LONG_TEXT.split()) > 2 * max(length for _, _, _, length in scale.POINTS)
+
+
+def test_import_floor_script_imports_only_its_framework():
+    import subprocess
+    import sys
+
+    from bench.imports import script
+    from parity.executor import child_env
+
+    code = script(["flax"], "Bert") + "\nprint(sorted(m for m in ('torch', 'tensorflow', 'jax') if sys.modules.get(m)))"
+    out = subprocess.run([sys.executable, "-c", code], env=child_env("cpu", {"flax"}), capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "['jax']"
+    assert "dict.fromkeys([])" in script(["pt", "tf", "flax"], "Bert")  # one process: nothing blocked
