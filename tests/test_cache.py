@@ -37,6 +37,20 @@ def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path)
 
 
 @pytest.mark.slow
+def test_recheck_after_a_flax_conversion_compiles_nothing(cli, tiny, tmp_path):
+    """The converting check (from_pt) and the re-check (cached msgpack, _do_init=False) run the same ops."""
+    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
+    args = ("check", tiny / "bert-pt", "--frameworks", "pt,flax")
+    first = cli(*args, "--report-dir", tmp_path / "r1", env=env)
+    second = cli(*args, "--report-dir", tmp_path / "r2", env=env)
+    assert first.code == second.code == 0, second.err
+    fx1, fx2 = first.results["frameworks"]["flax"], second.results["frameworks"]["flax"]
+    assert fx1["cache"] == "stored" and fx2["cache"] == "hit"
+    assert fx2["compile_cache"]["requests"] > 10
+    assert fx2["compile_cache"]["hits"] == fx2["compile_cache"]["requests"]
+
+
+@pytest.mark.slow
 def test_flax_recheck_loads_compiled_ops_with_identical_numbers(cli, tiny, tmp_path):
     env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
     args = ("check", tiny / "bert-flax", "--frameworks", "pt,flax")

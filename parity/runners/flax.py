@@ -94,6 +94,10 @@ class FlaxRunner(Runner):
                     self.model, self.params = self._load_without_init(cls, path, kwargs)
                 if self.params is None:
                     self.model = cls.from_pretrained(path, **kwargs)
+                    # Committed to self.device as the _do_init=False params are: jax compiles ops on
+                    # committed and uncommitted arrays under different keys, and a re-check (which
+                    # loads the cached conversion natively) should find the ops this load compiled.
+                    self.model.params = jax.device_put(self.model.params, self.device)
         finally:
             bridge.cleanup(tmp)
         report = self._report(f"{platform}:{self.device.id}" if platform != "cpu" else "cpu", capture.info)
