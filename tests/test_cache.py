@@ -8,13 +8,20 @@ import pytest
 from parity import cache
 
 
+def _checks(cli, tmp_path, folder, frameworks, *runs):
+    """One `parity check` per item of ``runs`` (extra arguments), all sharing one cache under tmp_path."""
+    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
+    args = ("check", folder, "--frameworks", frameworks)
+    results = [cli(*args, "--report-dir", tmp_path / f"r{i}", *extra, env=env) for i, extra in enumerate(runs)]
+    assert all(r.code == 0 for r in results), [r.err for r in results]
+    return results
+
+
 @pytest.mark.slow
 def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path):
     env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
     args = ("check", tiny / "bert-pt-bin", "--frameworks", "pt,tf")  # .bin: TF converts through torch
-    first = cli(*args, "--report-dir", tmp_path / "r1", env=env)
-    second = cli(*args, "--report-dir", tmp_path / "r2", env=env)
-    assert first.code == second.code == 0, second.err
+    first, second = _checks(cli, tmp_path, tiny / "bert-pt-bin", "pt,tf", (), ())
     tf1, tf2 = first.results["frameworks"]["tf"], second.results["frameworks"]["tf"]
     assert tf1["cache"] == "stored" and tf2["cache"] == "hit"
     assert tf2["converted_from"] == "pt" and tf2["weights"] == "pytorch_model.bin"
@@ -39,11 +46,7 @@ def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path)
 @pytest.mark.slow
 def test_recheck_after_a_flax_conversion_compiles_nothing(cli, tiny, tmp_path):
     """The converting check (from_pt) and the re-check (cached msgpack, _do_init=False) run the same ops."""
-    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
-    args = ("check", tiny / "bert-pt", "--frameworks", "pt,flax")
-    first = cli(*args, "--report-dir", tmp_path / "r1", env=env)
-    second = cli(*args, "--report-dir", tmp_path / "r2", env=env)
-    assert first.code == second.code == 0, second.err
+    first, second = _checks(cli, tmp_path, tiny / "bert-pt", "pt,flax", (), ())
     fx1, fx2 = first.results["frameworks"]["flax"], second.results["frameworks"]["flax"]
     assert fx1["cache"] == "stored" and fx2["cache"] == "hit"
     assert fx2["compile_cache"]["requests"] > 10
@@ -52,12 +55,7 @@ def test_recheck_after_a_flax_conversion_compiles_nothing(cli, tiny, tmp_path):
 
 @pytest.mark.slow
 def test_flax_recheck_loads_compiled_ops_with_identical_numbers(cli, tiny, tmp_path):
-    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
-    args = ("check", tiny / "bert-flax", "--frameworks", "pt,flax")
-    first = cli(*args, "--report-dir", tmp_path / "r1", env=env)
-    second = cli(*args, "--report-dir", tmp_path / "r2", env=env)
-    off = cli(*args, "--report-dir", tmp_path / "r3", "--no-cache", env=env)
-    assert first.code == second.code == off.code == 0, second.err
+    first, second, off = _checks(cli, tmp_path, tiny / "bert-flax", "pt,flax", (), (), ("--no-cache",))
     c1, c2 = first.results["frameworks"]["flax"]["compile_cache"], second.results["frameworks"]["flax"]["compile_cache"]
     assert c1["dir"] == str(tmp_path / "cache" / "xla") and c1["requests"] > 10 and c1["hits"] < c1["requests"]
     assert c2["requests"] == c1["requests"] and c2["hits"] == c2["requests"]  # nothing compiled again
