@@ -425,5 +425,21 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
 
 
+def run() -> None:
+    """Console entry point (`parity`, `python -m parity`): main() as the process's exit status."""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        # Everything is written and closed by now. CPython 3.11 can still end a process that handled
+        # its Ctrl-C by killing itself with SIGINT at exit (its "unhandled KeyboardInterrupt" flag is
+        # set when the interrupt lands in code run through PyRun_*, and is not cleared when Python
+        # code catches it; cpython gh-128130): exit 130 would read as a signal death.
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
