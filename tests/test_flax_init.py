@@ -54,3 +54,44 @@ def test_missing_weights_fall_back_to_the_ordinary_load(tiny):
     assert any("predictions" in name for name in report.missing), report.missing
     out = runner.run(_batch())
     assert out["prediction_logits"].shape[:2] == (2, 12)
+
+
+def _pt_spec(folder, class_name, task, weights):
+    return LoadSpec(path=str(folder), task=task, class_name=class_name, weights=weights, device="cpu",
+                    converted_from="pt")
+
+
+def _ordinary_from_pt(folder, class_name):
+    """transformers' own from_pt load, random init included: the reference for the shape-only converter."""
+    import transformers
+
+    return getattr(transformers, class_name).from_pretrained(str(folder), from_pt=True)
+
+
+@pytest.mark.parametrize("fixture, weights", [("bert-pt", "model.safetensors"), ("bert-pt-bin", "pytorch_model.bin")])
+def test_from_pt_skips_init_and_gives_the_ordinary_conversions_arrays(tiny, fixture, weights):
+    from flax.traverse_util import flatten_dict
+
+    folder = tiny / fixture
+    runner = runner_class("flax")(_pt_spec(folder, "FlaxBertForSequenceClassification", "sequence-classification",
+                                           weights))
+    report = runner.load()
+    assert runner.params is not None  # converted into a model built with _do_init=False
+    ordinary = _ordinary_from_pt(folder, "FlaxBertForSequenceClassification")
+    got, want = flatten_dict(runner.params), flatten_dict(ordinary.params)
+    assert sorted(got) == sorted(want)
+    for key in want:  # every converted array bit for bit, none of them a random init
+        np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]), err_msg=str(key))
+    assert report.missing == [] and report.mismatched == []
+    out = runner.run(_batch())
+    np.testing.assert_array_equal(out["logits"], np.asarray(ordinary(**_batch(), train=False).logits))
+
+
+def test_from_pt_with_missing_weights_falls_back_to_the_ordinary_load(tiny):
+    # bert-pt-missing lacks layer 2's FFN input kernel: it must be initialised, so the ordinary load runs.
+    runner = runner_class("flax")(_pt_spec(tiny / "bert-pt-missing", "FlaxBertForSequenceClassification",
+                                           "sequence-classification", "model.safetensors"))
+    report = runner.load()
+    assert runner.params is None
+    assert any("layer" in name and "2" in name and "intermediate" in name for name in report.missing), report.missing
+    assert runner.run(_batch())["logits"].shape == (2, 3)

@@ -1,13 +1,15 @@
 """Flax runner: FlaxAutoModel classes, matmul precision 'highest', no preallocation.
 
-Native Flax weights (a flax_model.msgpack, or a conversion-cache entry) load with
-``_do_init=False``: transformers then skips the random initialisation that the
-loaded weights would replace at once (about 2 s of a MiniLM load on 2 cores, more
-for bigger models) and hands back the params, which are passed to every call.
-``from_pt`` cannot skip it (transformers' converter reads the initialised params),
-nor can a checkpoint that lacks weights the class needs (they must be initialised),
-nor the composite encoder-decoder classes (they refuse it): those load the
-ordinary way.
+Models load with ``_do_init=False``: transformers then skips the random
+initialisation that the loaded weights would replace at once (about 2 s of a
+MiniLM load on 2 cores, more for bigger models) and hands back the params, which
+are passed to every call. That holds for native Flax weights (a flax_model.msgpack,
+or a conversion-cache entry) and for ``from_pt``: transformers' PyTorch -> Flax
+converter reads the model's params only for their names and shapes, so it is
+handed the model's shape tree instead (``shape_only_conversion``); the converted
+values are the same arrays. A checkpoint that lacks weights the class needs
+(they must be initialised) and the composite encoder-decoder classes (they
+refuse ``_do_init=False``) load the ordinary way.
 
 Flax models run op by op, and XLA compiles every op for its shapes on first
 use; with the cache on, the compiled ops are kept in JAX's persistent
@@ -16,6 +18,7 @@ compilation cache (cache.compile_dir), so a re-check loads them instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from ..errors import FrameworkError
@@ -58,6 +61,44 @@ def use_compile_cache(jax, folder: str) -> dict:
     return counts
 
 
+class _ShapeView:
+    """What transformers' PyTorch -> Flax converter reads from a model: its param tree and prefix.
+
+    The converter (convert_pytorch_state_dict_to_flax and its sharded twin) uses
+    the random params only to look up names and compare shapes; a model built
+    with ``_do_init=False`` has the same tree as ShapeDtypeStructs.
+    """
+
+    def __init__(self, model):
+        self.params = model.params_shape_tree
+        self.base_model_prefix = model.base_model_prefix
+
+
+@contextlib.contextmanager
+def shape_only_conversion():
+    """Let ``from_pretrained(from_pt=True, _do_init=False)`` convert: hand the converter a _ShapeView.
+
+    transformers 4.57 passes the model itself, whose ``params`` raise without an
+    init. Where the loader is not found (another version), nothing is changed
+    and such a load fails as before, into the ordinary load.
+    """
+    import transformers.modeling_flax_utils as flax_utils
+
+    original = getattr(flax_utils, "load_pytorch_checkpoint_in_flax_state_dict", None)
+    if original is None:
+        yield
+        return
+
+    def load(model, *args, **kwargs):
+        return original(_ShapeView(model) if not model._is_initialized else model, *args, **kwargs)
+
+    flax_utils.load_pytorch_checkpoint_in_flax_state_dict = load
+    try:
+        yield
+    finally:
+        flax_utils.load_pytorch_checkpoint_in_flax_state_dict = original
+
+
 class FlaxRunner(Runner):
     framework = "flax"
     requires = ("jax", "flax")
@@ -90,9 +131,9 @@ class FlaxRunner(Runner):
         self.params = None
         try:
             with LoadLogCapture("transformers.modeling_flax_utils") as capture, jax.default_device(self.device):
-                if "from_pt" not in kwargs:
-                    self.model, self.params = self._load_without_init(cls, path, kwargs)
+                self.model, self.params = self._load_without_init(cls, path, kwargs)
                 if self.params is None:
+                    capture.info.update(missing_keys=[], unexpected_keys=[], mismatched_keys=[])  # said again below
                     self.model = cls.from_pretrained(path, **kwargs)
                     # Committed to self.device as the _do_init=False params are: jax compiles ops on
                     # committed and uncommitted arrays under different keys, and a re-check (which
@@ -119,7 +160,8 @@ class FlaxRunner(Runner):
         from flax.traverse_util import flatten_dict
 
         try:
-            model, params = cls.from_pretrained(path, _do_init=False, **kwargs)
+            with shape_only_conversion():
+                model, params = cls.from_pretrained(path, _do_init=False, **kwargs)
         except ValueError as e:
             if "_do_init" in str(e):  # the composite (Vision/Speech)EncoderDecoder classes insist on an init
                 return None, None
