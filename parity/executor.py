@@ -148,7 +148,7 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
 
     needed = frameworks_needed(fw, spec)
     req = {"framework": fw, "spec": asdict(spec), "batch": None, "save_to": str(save_to),
-           "report": str(workdir / f"{fw}.convert.json"), "block_imports": blocked_packages(needed)}
+           "report": str(workdir / f"{fw}.convert.json"), "block_imports": blocked_packages(needed, spec)}
     req_path = workdir / f"{fw}.convert.request.json"
     req_path.write_text(json.dumps(req))
     log_path = workdir / f"{fw}.convert.log"
@@ -237,7 +237,7 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, ti
             env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
                "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
-               "explain": explain.get(fw), "block_imports": blocked_packages(needed),
+               "explain": explain.get(fw), "block_imports": blocked_packages(needed, spec),
                "loaded": str(workdir / f"{fw}.loaded")}
         if weights_dir is not None:
             req["weights_out"] = str(Path(weights_dir) / f"{fw}.npz")

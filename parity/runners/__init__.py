@@ -61,5 +61,55 @@ def tf_reads_pt_safetensors(folder, weights: str) -> bool:
     return version < (0, 8) and (header.get("__metadata__") or {}).get("format") == "pt"
 
 
-def blocked_packages(needed: set) -> list:
-    return [pkg for fw, pkgs in PACKAGES.items() if fw not in needed for pkg in pkgs]
+def blocked_packages(needed: set, spec=None) -> list:
+    """Packages a worker makes unimportable: the frameworks it does not use, and scipy where unused."""
+    blocked = [pkg for fw, pkgs in PACKAGES.items() if fw not in needed for pkg in pkgs]
+    if spec is not None and scipy_unused(needed, spec):
+        blocked.append("scipy")
+    return blocked
+
+
+def scipy_unused(needed: set, spec) -> bool:
+    """Whether a worker can run without scipy (about 0.5 CPU-s of import per PyTorch or TF worker).
+
+    transformers imports scipy.optimize whenever it is installed, for the Hungarian
+    matcher of its object-detection losses, and TensorFlow / tf-keras import
+    scipy.sparse to accept sparse training data: inference calls neither. Kept
+    for JAX (which needs it), for remote code, and wherever the checkpoint's own
+    modeling code mentions scipy (FNet's TPU Fourier matrices, ESMFold's init,
+    the MaskFormer matchers); an unknown model type keeps it too.
+    """
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    if "flax" in needed or spec.trust_remote_code:
+        return False
+    try:
+        config = json.loads((Path(spec.path) / "config.json").read_text())
+        found = importlib.util.find_spec("transformers")
+    except (OSError, ValueError, ImportError):
+        return False
+    if found is None or not found.submodule_search_locations:
+        return False
+    models = Path(list(found.submodule_search_locations)[0]) / "models"
+    for model_type in _model_types(config):
+        folder = models / model_type.replace("-", "_")
+        files = sorted(folder.glob("modeling_*.py")) if folder.is_dir() else []
+        if not files or any("scipy" in f.read_text(encoding="utf-8", errors="replace") for f in files):
+            return False
+    return True
+
+
+def _model_types(config) -> set:
+    """Every model_type in a config, sub-configs (encoder, decoder, text_config...) included."""
+    found = set()
+    if isinstance(config, dict):
+        if isinstance(config.get("model_type"), str):
+            found.add(config["model_type"])
+        for value in config.values():
+            found |= _model_types(value)
+    elif isinstance(config, list):
+        for value in config:
+            found |= _model_types(value)
+    return found
