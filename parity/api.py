@@ -114,7 +114,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
             return batch
         return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
                             batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
-                            trust_remote_code=cfg.trust_remote_code, task=task)
+                            trust_remote_code=cfg.trust_remote_code, task=task,
+                            files=fingerprint["files"] if cfg.cache else None)
 
     # --explain: every framework runs the probes; PyTorch (when it runs) also the float64 oracle.
     explain = {fw: {"float64": fw == "pt"} for fw in specs} if cfg.explain else None

@@ -45,6 +45,7 @@ class Batch:
     extra: dict = field(default_factory=dict)
     modality: str = "text"            # what the encoder reads (see modalities.modality)
     seq2seq: bool = False             # decoder_input_ids present: non-encoder outputs are decoder-aligned
+    cache: str | None = None          # tokenized batch from the cache: "hit", "stored", or None (parity.token_cache)
 
     @property
     def attention_mask(self) -> np.ndarray | None:
@@ -59,6 +60,7 @@ class Batch:
         """JSON form for results.json: shapes and dtypes, the seed, the texts."""
         return {
             "source": self.source, "seed": self.seed, "texts": self.texts, "tokenizer": self.tokenizer,
+            "cache": self.cache,
             "keys": list(self.arrays),
             "shapes": {k: list(v.shape) for k, v in self.arrays.items()},
             "dtypes": {k: str(v.dtype) for k, v in self.arrays.items()},
@@ -105,14 +107,15 @@ def has_tokenizer(path: Path) -> bool:
 
 
 def build(path, config: dict, *, texts=None, texts_file=None, batch_size=None,
-          max_length=64, seed=0, task=None, trust_remote_code=False) -> Batch:
+          max_length=64, seed=0, task=None, trust_remote_code=False, files: dict | None = None) -> Batch:
     """Build the one batch of a check: the encoder input for the config's modality,
-    then decoder ids for encoder-decoder models."""
+    then decoder ids for encoder-decoder models. ``files`` (the checkpoint's
+    fingerprint, name -> {sha256}) turns on the tokenized-batch cache."""
     given = read_texts(texts, texts_file)
     kind = modalities.modality(config)
     choices = modalities.CHOICES if task == "multiple-choice" else 1
     if kind in ("text", "text+image"):
-        batch = _text(path, config, given, batch_size, max_length, seed, choices, trust_remote_code)
+        batch = _text(path, config, given, batch_size, max_length, seed, choices, trust_remote_code, files)
     else:
         if given:
             raise UsageError(f"{path} is a {kind} model, so --text / --texts-file cannot be used",
@@ -134,12 +137,16 @@ def build(path, config: dict, *, texts=None, texts_file=None, batch_size=None,
     return batch
 
 
-def _text(path, config, given, batch_size, max_length, seed, choices, trust_remote_code=False) -> Batch:
+def _text(path, config, given, batch_size, max_length, seed, choices, trust_remote_code=False,
+          files=None) -> Batch:
     if has_tokenizer(path):
         chosen = given or list(DEFAULT_TEXTS)
         rows = (batch_size or max(1, len(chosen) // choices)) * choices
         chosen = [chosen[i % len(chosen)] for i in range(rows)] if (batch_size or choices > 1) else chosen
-        batch = _tokenize(path, chosen, max_length, seed, trust_remote_code)
+        if files is not None and not trust_remote_code:
+            batch = _tokenize_cached(path, chosen, max_length, seed, files)
+        else:
+            batch = _tokenize(path, chosen, max_length, seed, trust_remote_code)
     else:
         if given:
             raise UsageError(f"{path} has no tokenizer, so --text / --texts-file cannot be used",
@@ -150,6 +157,21 @@ def _text(path, config, given, batch_size, max_length, seed, choices, trust_remo
         batch = random_ids(text_cfg, (batch_size or 4) * choices, max_length, seed)
     if choices > 1:
         batch.arrays = modalities.to_choices(batch.arrays, choices)
+    return batch
+
+
+def _tokenize_cached(path, texts, max_length, seed, files: dict) -> Batch:
+    """_tokenize through parity.token_cache: a re-check skips importing transformers here."""
+    from . import token_cache
+
+    entry = token_cache.key(files, texts, max_length)
+    found = token_cache.load(entry)
+    if found is not None:
+        arrays, tokenizer = found
+        return Batch(arrays, "tokenizer", seed, texts=list(texts), tokenizer=tokenizer, cache="hit")
+    batch = _tokenize(path, texts, max_length, seed)
+    if token_cache.store(entry, batch.arrays, batch.tokenizer):
+        batch.cache = "stored"
     return batch
 
 

@@ -30,6 +30,9 @@ def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path)
     rows1, rows2 = first.comparison("tf")["outputs"], second.comparison("tf")["outputs"]
     assert [r["max_abs_diff"] for r in rows1] == [r["max_abs_diff"] for r in rows2]
     assert "(from pt, cached)" in second.out
+    # The tokenized batch too (parity.token_cache): same arrays, so the same numbers above.
+    assert (first.results["inputs"]["cache"], second.results["inputs"]["cache"]) == ("stored", "hit")
+    assert "inputs tokenizer (cached)" in second.out
 
     # A damaged entry is noticed, removed and rebuilt, never loaded.
     (entry,) = [p for p in (tmp_path / "cache").iterdir() if len(p.name) == 32]

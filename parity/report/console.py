@@ -56,7 +56,8 @@ def render(results: dict, *, verbose: bool = False) -> str:
     shape = inp["shapes"].get("input_ids") or next(iter(inp["shapes"].values()), [])
     keys = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in inp["shapes"].items())
     lines = [f"parity check {ck['path']}",
-             f"  model_type {ck['model_type']}, task {results['task']}, inputs {inp['source']} "
+             f"  model_type {ck['model_type']}, task {results['task']}, inputs {inp['source']}"
+             f"{' (cached)' if inp.get('cache') == 'hit' else ''} "
              f"{shape} ({inp['padded_positions']} padded positions excluded)", f"  batch: {keys}", ""]
     lines.append(f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} load     run")
     for name, fw in results["frameworks"].items():
