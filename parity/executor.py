@@ -250,6 +250,8 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, ti
                                      start_new_session=True)
         started[fw] = time.monotonic()
         (workdir / f"{fw}.pid").write_text(str(procs[fw].pid))  # for tests that kill a worker
+        state[fw] = "loading"  # shown at once: the batch is built before the loop below looks again
+        progress(fw, "loading")
 
     # A worker is done once its report exists (written last, atomically); its interpreter teardown
     # (TF, JAX) can take seconds more and is cut short below.
@@ -259,11 +261,11 @@ def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, ti
         while pending and sum(not done(fw) for fw in procs) < sched["max_workers"]:
             start(pending.pop(0))
 
+    state = {}
     try:
         fill()
         batch = make_batch()  # built while the first workers load
         batch.save(batch_path)
-        state = {}
         while True:
             for fw in procs:  # loading -> running (the worker's marker file) -> done
                 if done(fw):

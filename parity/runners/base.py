@@ -114,7 +114,7 @@ class Runner:
             self.report.notes.append(f"conversion cache not written ({type(e).__name__}: {e})")
 
     def _save_native(self, folder) -> None:
-        self.model.save_pretrained(folder)
+        self.save(folder)  # the runner's own save: Flax passes the params of a _do_init=False model
 
     def run(self, arrays: dict) -> dict:
         """Run the batch; return flattened float32 numpy outputs (see outputs.flatten)."""
