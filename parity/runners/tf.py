@@ -51,9 +51,50 @@ def _iterable_safe_open(active: bool):
         tf_utils.safe_open = original
 
 
+@contextlib.contextmanager
+def zeros_init(created: list):
+    """Keras variables made meanwhile start as zeros, not as their random init.
+
+    transformers' TF from_pretrained builds the model (every add_weight draws its
+    initializer: truncated normals, 0.4 of MiniLM's 1 s load here, seconds for
+    bert-base) and then overwrites each weight from the file. Variables whose own
+    initializer is not zeros are appended to ``created``, so the caller can see
+    that the load overwrote every one of them (see TFRunner._load_without_init).
+    Without tf-keras' make_variable (another version) nothing changes.
+    """
+    import inspect
+
+    try:
+        import tf_keras
+        from tf_keras.src.engine import base_layer_utils
+    except ImportError:
+        yield
+        return
+    original = base_layer_utils.make_variable
+    signature = inspect.signature(original)
+    zeros = tf_keras.initializers.Zeros()
+
+    def make_variable(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        own = bound.arguments.get("initializer")
+        if own is not None:
+            bound.arguments["initializer"] = zeros
+        variable = original(*bound.args, **bound.kwargs)
+        if own is not None and type(own).__name__ != "Zeros":
+            created.append(variable)
+        return variable
+
+    base_layer_utils.make_variable = make_variable
+    try:
+        yield
+    finally:
+        base_layer_utils.make_variable = original
+
+
 class TFRunner(Runner):
     framework = "tf"
     requires = ("tensorflow", "tf_keras")
+    skipped_init = False  # built with zeros_init, every weight then loaded
 
     def _load_impl(self) -> LoadReport:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers' TF classes need Keras 2
@@ -87,7 +128,9 @@ class TFRunner(Runner):
             kwargs["use_safetensors"] = False
         try:
             with tf.device(self.device), _iterable_safe_open(kwargs.get("use_safetensors") is True):
-                model, info = cls.from_pretrained(path, **kwargs)
+                model, info = self._load_without_init(cls, path, kwargs)
+                if model is None:
+                    model, info = cls.from_pretrained(path, **kwargs)
         finally:
             bridge.cleanup(tmp)
         self.model = model
@@ -104,6 +147,20 @@ class TFRunner(Runner):
                                              "return_dict": True, "training": False}, report.notes,
                                 self.spec.class_name)
         return report
+
+    def _load_without_init(self, cls, path, kwargs):
+        """(model, loading info) built with zeros for weights the file then fills; (None, None) when the
+        load left any weight unset (missing from the file): the ordinary load must initialise those."""
+        import tensorflow as tf
+
+        created = []
+        with zeros_init(created):
+            model, info = cls.from_pretrained(path, **kwargs)
+        if not created or info.get("missing_keys") or any(not bool(tf.reduce_any(tf.not_equal(v, 0)))
+                                                          for v in created):
+            return None, None
+        self.skipped_init = True
+        return model, info
 
     def _forward(self):
         return self.model.call
