@@ -90,7 +90,8 @@ def render(raw: dict) -> str:
                 + f" | {_fmt(rss, 0)} | {_fmt(_ratio(s['wall'], plain.get('wall')), 2, '×')}"
                 f" | {_fmt(_ratio(rss, plain_rss), 2, '×')} | {','.join(map(str, s['exit']))} |")
     lines += ["", "Stages (median seconds). parity: per framework from results.json (`frameworks.<fw>.seconds`; "
-                  "workers run side by side, load includes the framework import), `check` = `seconds.total`, "
+                  "workers run side by side; `import` is the framework, transformers and the model class), "
+                  "`check` = `seconds.total`, "
                   "`outside check` = wall − check (interpreter, CLI, reports). plain: its own timings, "
                   "`outside script` = wall − total (interpreter start and exit, e.g. TF/JAX teardown).",
               "", "| model | leg | stage | s |", "|---|---|---|---:|"]

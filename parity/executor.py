@@ -175,6 +175,7 @@ def _inline(fw: str, spec: LoadSpec, batch: Batch | None, explain: dict | None, 
     try:
         progress(fw, "loading")
         runner = runner_class(fw)(spec)
+        run.seconds["import"] = runner.import_framework()
         run.load = runner.load().to_dict()
         run.seconds["load"] = run.load["seconds"]
         if save_to is not None:

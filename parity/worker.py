@@ -145,6 +145,7 @@ def serve(request: dict) -> dict:
     try:
         runner = runner_class(fw)(LoadSpec(**request["spec"]))
         fault(fw, "load")
+        report["seconds"]["import"] = runner.import_framework()
         load = runner.load()
         report["load"] = load.to_dict()
         report["seconds"]["load"] = load.seconds

@@ -116,6 +116,9 @@ def test_minilm_passes_in_all_three_frameworks(cli, minilm):
     env = res["environment"]["versions"]
     assert env["transformers"].startswith("4.57") and env["torch"] and env["tensorflow"] and env["flax"]
     assert len(res["checkpoint"]["fingerprint"]) == 64
+    for fw in ("pt", "tf", "flax"):  # the import is its own stage, apart from reading the weights
+        sec = res["frameworks"][fw]["seconds"]
+        assert 0 < sec["import"] and 0 < sec["load"] and sec["import"] + sec["load"] + sec["run"] <= sec["total"]
 
 
 def test_texts_outputs_and_two_frameworks(cli, tiny):

@@ -59,13 +59,15 @@ def render(results: dict, *, verbose: bool = False) -> str:
              f"  model_type {ck['model_type']}, task {results['task']}, inputs {inp['source']}"
              f"{' (cached)' if inp.get('cache') == 'hit' else ''} "
              f"{shape} ({inp['padded_positions']} padded positions excluded)", f"  batch: {keys}", ""]
-    lines.append(f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} load     run")
+    lines.append(f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} "
+                 "import  load    run")
     for name, fw in results["frameworks"].items():
         sec = fw.get("seconds") or {}
+        imp = f"{sec['import']:.1f}s" if "import" in sec else "-"
         load = f"{sec['load']:.1f}s" if "load" in sec else "-"
         run = f"{sec['run']:.2f}s" if "run" in sec else "-"
         lines.append(f"  {name:<9} {fw['status']:<11} {str(fw.get('class_name') or '-'):<34} "
-                     f"{_source(fw):<40} {str(fw.get('device') or '-'):<7} {load:<8} {run}")
+                     f"{_source(fw):<40} {str(fw.get('device') or '-'):<7} {imp:<7} {load:<7} {run}")
         if fw.get("error"):
             lines.append(f"  {'':<9} {fw['error']}")
         load_info = fw.get("load") or {}

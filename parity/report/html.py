@@ -224,7 +224,8 @@ def _list(items) -> str:
 
 def load_section(results: dict) -> str:
     head = "<tr><th>framework</th><th>status</th><th>class</th><th>weights / conversion</th><th>device</th>" \
-           "<th>load s</th><th>run s</th><th>missing</th><th>unexpected</th><th>mismatched</th><th>notes</th></tr>"
+           "<th>import s</th><th>load s</th><th>run s</th><th>missing</th><th>unexpected</th><th>mismatched</th>" \
+           "<th>notes</th></tr>"
     rows = []
     for name, fw in results.get("frameworks", {}).items():
         sec = fw.get("seconds") or {}
@@ -232,9 +233,9 @@ def load_section(results: dict) -> str:
         status = e(fw.get("status"))
         if fw.get("error"):
             status += f"<div><small>{e(fw['error'])}</small></div>"
+        times = "".join(f'<td class="n">{num(sec.get(k), ".2f")}</td>' for k in ("import", "load", "run"))
         rows.append(f"<tr><td>{e(name)}</td><td>{status}</td><td><code>{e(fw.get('class_name'))}</code></td>"
-                    f"<td>{e(source(fw))}</td><td>{e(fw.get('device'))}</td>"
-                    f'<td class="n">{num(sec.get("load"), ".2f")}</td><td class="n">{num(sec.get("run"), ".2f")}</td>'
+                    f"<td>{e(source(fw))}</td><td>{e(fw.get('device'))}</td>{times}"
                     f"<td>{_list(load.get('missing'))}</td><td>{_list(load.get('unexpected'))}</td>"
                     f"<td>{_list(load.get('mismatched'))}</td><td>{_list(load.get('notes'))}</td></tr>")
     return (f'<h2>Load report</h2><div class="scroll"><table>{head}{"".join(rows)}</table></div>'

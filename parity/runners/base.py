@@ -72,6 +72,22 @@ class Runner:
         missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
         return f"{', '.join(missing)} not installed" if missing else None
 
+    def import_framework(self) -> float:
+        """Import the framework, transformers and the model's class before loading; the seconds taken
+        (results.json ``seconds.import``, apart from ``load``)."""
+        t0 = time.perf_counter()
+        self._import_impl()
+        return time.perf_counter() - t0
+
+    def _import_impl(self) -> None:
+        import importlib
+
+        for module in self.requires:
+            importlib.import_module(module)
+        import transformers
+
+        getattr(transformers, self.spec.class_name, None)  # the lazy module imports the modeling code
+
     def load(self) -> LoadReport:
         t0 = time.perf_counter()
         if self.spec.cache_hit:

@@ -104,6 +104,10 @@ class FlaxRunner(Runner):
     requires = ("jax", "flax")
     compile_cache: dict | None = None  # XLA compilation cache counters, when the cache is on
 
+    def _import_impl(self) -> None:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before jax starts a backend
+        super()._import_impl()
+
     def _load_impl(self) -> LoadReport:
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         import jax

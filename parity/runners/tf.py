@@ -96,8 +96,12 @@ class TFRunner(Runner):
     requires = ("tensorflow", "tf_keras")
     skipped_init = False  # built with zeros_init, every weight then loaded
 
-    def _load_impl(self) -> LoadReport:
+    def _import_impl(self) -> None:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers' TF classes need Keras 2
+        super()._import_impl()
+
+    def _load_impl(self) -> LoadReport:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         import tensorflow as tf
         import transformers
 
