@@ -94,6 +94,10 @@ def run_leg(model: str, leg: str, ckpt: Path, folder: Path, cache_dir: Path, int
                     record["stages"][name] = results["seconds"][name]
             record["stages"]["check"] = results["seconds"]["total"]
             record["stages"]["outside check"] = m["wall"] - results["seconds"]["total"]
+            if "cpu" in results["seconds"]:  # CPU-seconds of every process: what 2 cores must fit
+                record["stages"]["parent.cpu"] = results["seconds"]["cpu"]
+                record["stages"]["all.cpu"] = results["seconds"]["cpu"] + sum(
+                    (e.get("seconds") or {}).get("cpu", 0.0) for e in results["frameworks"].values())
             record["passed"] = results["passed"]
     except (OSError, ValueError, KeyError) as e:
         record["error"] = f"{type(e).__name__}: {e}"

@@ -197,7 +197,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
         inputs=batch.describe() if batch is not None else NO_INPUTS,
         environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
         config=cfg.to_dict(), frameworks=fw_results, comparisons=comparisons,
-        seconds={**stages, "total": time.perf_counter() - t_start}, diagnosis=diagnosis,
+        seconds={**stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()}, diagnosis=diagnosis,
         schedule=run_info.get("schedule"),
         complete=not interrupted, interrupted=interrupted,
     )
@@ -302,3 +302,9 @@ def _check_writable(folder: Path) -> None:
     except OSError as e:
         raise UsageError(f"report folder {folder} cannot be written ({e.strerror})",
                          "pass --report-dir with a writable folder") from None
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process so far (workers have their own, under frameworks.<fw>.seconds.cpu)."""
+    times = os.times()
+    return round(times.user + times.system, 3)
