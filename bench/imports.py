@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from parity.executor import child_env
 from parity.runners import blocked_packages
@@ -28,8 +29,20 @@ CLASSES = {"pt": "{}Model", "tf": "TF{}Model", "flax": "Flax{}Model"}
 NAMES = {"bert": "Bert", "bart": "Bart", "gpt2": "GPT2", "vit": "ViT", "t5": "T5"}
 
 
-def script(frameworks: list, name: str) -> str:
-    blocked = blocked_packages(set(frameworks))
+def script(frameworks: list, name: str, model_type: str | None = None) -> str:
+    """Code that imports what a worker for ``frameworks`` imports (scipy blocked where a worker blocks it)."""
+    if model_type is None:
+        blocked = blocked_packages(set(frameworks))
+    else:
+        import json
+        import tempfile
+
+        from parity.runners.base import LoadSpec
+
+        with tempfile.TemporaryDirectory(prefix="parity-imports-") as folder:
+            Path(folder, "config.json").write_text(json.dumps({"model_type": model_type}))
+            spec = LoadSpec(path=folder, task="base", class_name=CLASSES[frameworks[0]].format(name), weights="")
+            blocked = blocked_packages(set(frameworks), spec)
     lines = ["import sys", f"sys.modules.update(dict.fromkeys({blocked!r}))", "import transformers"]
     lines += [f"transformers.{CLASSES[fw].format(name)}" for fw in frameworks]
     return "\n".join(lines)
@@ -57,7 +70,7 @@ def main(argv=None) -> None:
     for _ in range(args.runs):
         for leg, fws in legs.items():
             env = child_env("cpu", set(fws))
-            samples[leg].append(measure(script(fws, name), env))
+            samples[leg].append(measure(script(fws, name, args.model_type if len(fws) == 1 else None), env))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"imports of {name} classes, medians of {args.runs} fresh interpreters, {cores} cores\n")
     print("| imports | wall s | CPU s |\n|---|---:|---:|")

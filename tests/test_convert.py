@@ -43,6 +43,8 @@ def _convert(cli, src, out, to, *extra):
 
 def _assert_reproduces(r, res, src, to, n_weights, n_outputs):
     assert r.code == 0, r.out + r.err
+    # The output check prints as lines of its own, not as one escaped line ("\x0a" for each newline).
+    assert "\\x0a" not in r.out and "\n  framework status" in r.out, r.out
     conv = res["conversion"]
     assert res["passed"] and res["exit_code"] == 0 and res["schema_version"] == 1
     assert (conv["from"], conv["to"]) == (src, to) and conv["outputs_passed"]

@@ -161,5 +161,5 @@ def render_conversion(results: dict, *, verbose: bool = False) -> str:
                 lines.append(f"    {key:<10} {', '.join(names)}" + (" ..." if c[key] > len(names) else ""))
         for d in w["shape_mismatch"][: None if verbose else 5]:
             lines.append(f"    reshaped   {d['name']}: {d['reference']} -> {d['candidate']}")
-    lines += ["", render(results, verbose=verbose)]
+    lines += ["", *render(results, verbose=verbose).split("\n")]  # already one clean line each
     return "\n".join(clean(line) for line in lines)
