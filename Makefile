@@ -13,7 +13,8 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 .PHONY: install demo test support bench clean chromium screenshot
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# A venv whose creation was cut short has a python but no pip: make it again.
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	# torch first and pinned: an unpinned torch pulls the CUDA build (several GB).
 	$(PIP) -c constraints.txt torch==2.13.0
 	$(PIP) -c constraints.txt -e ".[all,test]"
