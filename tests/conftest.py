@@ -70,6 +70,18 @@ def build_cached(name: str, argv: list, sources: list) -> Path:
     return target
 
 
+@pytest.fixture
+def ids_batch() -> dict:
+    """Two rows of 12 token ids for the tiny BERTs, the second padded from position 7."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 99, size=(2, 12), dtype=np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 7:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 @pytest.fixture(scope="session")
 def minilm() -> Path:
     from fixtures.minilm import path

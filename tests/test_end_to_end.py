@@ -119,6 +119,8 @@ def test_minilm_passes_in_all_three_frameworks(cli, minilm):
     for fw in ("pt", "tf", "flax"):  # the import is its own stage, apart from reading the weights
         sec = res["frameworks"][fw]["seconds"]
         assert 0 < sec["import"] and 0 < sec["load"] and sec["import"] + sec["load"] + sec["run"] <= sec["total"]
+        assert sec["cpu"] > 1.0  # the worker's own CPU time: at least its framework's import
+    assert 0 < res["seconds"]["cpu"] < res["seconds"]["total"] * 2
 
 
 def test_texts_outputs_and_two_frameworks(cli, tiny):

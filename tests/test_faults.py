@@ -32,9 +32,12 @@ def _start(args, tmp: Path, fault: str | None = None) -> subprocess.Popen:
     env.pop("PARITY_TEST_FAULT", None)
     if fault:
         env["PARITY_TEST_FAULT"] = fault
+    # As from a terminal: a test run started in the background (`make test &`, some CI runners)
+    # passes SIGINT on ignored, and Python keeps an ignored SIGINT ignored, so Ctrl-C would never arrive.
     return subprocess.Popen([sys.executable, "-m", "parity", "check", *map(str, args),
                              "--report-dir", str(tmp / "out")], cwd=tmp, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(pred, timeout=300.0):

@@ -19,15 +19,7 @@ def _spec(folder, class_name, task):
                     device="cpu")
 
 
-def _batch():
-    rng = np.random.default_rng(0)
-    ids = rng.integers(5, 99, size=(2, 12), dtype=np.int64)
-    mask = np.ones_like(ids)
-    mask[1, 7:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-def test_native_flax_skips_init_and_matches_the_ordinary_load(tiny):
+def test_native_flax_skips_init_and_matches_the_ordinary_load(tiny, ids_batch):
     import transformers
 
     folder = tiny / "bert-flax"
@@ -35,9 +27,9 @@ def test_native_flax_skips_init_and_matches_the_ordinary_load(tiny):
     report = runner.load()
     assert runner.params is not None  # loaded with _do_init=False
     assert report.missing == [] and report.unexpected == []
-    got = runner.run(_batch())
+    got = runner.run(ids_batch)
     ordinary = transformers.FlaxBertForSequenceClassification.from_pretrained(str(folder))
-    want = ordinary(**_batch(), train=False)
+    want = ordinary(**ids_batch, train=False)
     np.testing.assert_array_equal(got["logits"], np.asarray(want.logits))
     # The exported weights are the loaded ones, not a random init.
     exported = runner.export_weights()
@@ -46,13 +38,13 @@ def test_native_flax_skips_init_and_matches_the_ordinary_load(tiny):
                                   np.asarray(ordinary.params["classifier"]["kernel"]).T)
 
 
-def test_missing_weights_fall_back_to_the_ordinary_load(tiny):
+def test_missing_weights_fall_back_to_the_ordinary_load(tiny, ids_batch):
     # A sequence-classification checkpoint has no MLM / NSP heads: FlaxBertForPreTraining must initialise them.
     runner = runner_class("flax")(_spec(tiny / "bert-flax", "FlaxBertForPreTraining", "pretraining"))
     report = runner.load()
     assert runner.params is None
     assert any("predictions" in name for name in report.missing), report.missing
-    out = runner.run(_batch())
+    out = runner.run(ids_batch)
     assert out["prediction_logits"].shape[:2] == (2, 12)
 
 
@@ -69,7 +61,7 @@ def _ordinary_from_pt(folder, class_name):
 
 
 @pytest.mark.parametrize("fixture, weights", [("bert-pt", "model.safetensors"), ("bert-pt-bin", "pytorch_model.bin")])
-def test_from_pt_skips_init_and_gives_the_ordinary_conversions_arrays(tiny, fixture, weights):
+def test_from_pt_skips_init_and_gives_the_ordinary_conversions_arrays(tiny, fixture, weights, ids_batch):
     from flax.traverse_util import flatten_dict
 
     folder = tiny / fixture
@@ -83,15 +75,15 @@ def test_from_pt_skips_init_and_gives_the_ordinary_conversions_arrays(tiny, fixt
     for key in want:  # every converted array bit for bit, none of them a random init
         np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]), err_msg=str(key))
     assert report.missing == [] and report.mismatched == []
-    out = runner.run(_batch())
-    np.testing.assert_array_equal(out["logits"], np.asarray(ordinary(**_batch(), train=False).logits))
+    out = runner.run(ids_batch)
+    np.testing.assert_array_equal(out["logits"], np.asarray(ordinary(**ids_batch, train=False).logits))
 
 
-def test_from_pt_with_missing_weights_falls_back_to_the_ordinary_load(tiny):
+def test_from_pt_with_missing_weights_falls_back_to_the_ordinary_load(tiny, ids_batch):
     # bert-pt-missing lacks layer 2's FFN input kernel: it must be initialised, so the ordinary load runs.
     runner = runner_class("flax")(_pt_spec(tiny / "bert-pt-missing", "FlaxBertForSequenceClassification",
                                            "sequence-classification", "model.safetensors"))
     report = runner.load()
     assert runner.params is None
     assert any("layer" in name and "2" in name and "intermediate" in name for name in report.missing), report.missing
-    assert runner.run(_batch())["logits"].shape == (2, 3)
+    assert runner.run(ids_batch)["logits"].shape == (2, 3)

@@ -14,14 +14,6 @@ from parity.runners.base import LoadSpec  # noqa: E402
 pytestmark = pytest.mark.xdist_group("tf-init")
 
 
-def _batch():
-    rng = np.random.default_rng(0)
-    ids = rng.integers(5, 99, size=(2, 12), dtype=np.int64)
-    mask = np.ones_like(ids)
-    mask[1, 7:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
-
-
 def _ordinary(folder, class_name, **kwargs):
     import transformers
 
@@ -43,7 +35,8 @@ def _same_weights(runner, model):
     ("bert-pt", "model.safetensors", "pt", {"from_pt": True}),
     ("bert-pt-bin", "pytorch_model.bin", "pt", {"from_pt": True}),
 ])
-def test_loads_without_random_init_to_transformers_numbers(tiny, fixture, weights, converted_from, kwargs):
+def test_loads_without_random_init_to_transformers_numbers(tiny, fixture, weights, converted_from, kwargs,
+                                                           ids_batch):
     folder = tiny / fixture
     spec = LoadSpec(path=str(folder), task="sequence-classification", class_name="TFBertForSequenceClassification",
                     weights=weights, converted_from=converted_from, device="cpu")
@@ -53,7 +46,8 @@ def test_loads_without_random_init_to_transformers_numbers(tiny, fixture, weight
     assert report.missing == [] and report.mismatched == []
     model, _ = _ordinary(folder, "TFBertForSequenceClassification", **kwargs)
     _same_weights(runner, model)
-    np.testing.assert_array_equal(runner.run(_batch())["logits"], model(_batch(), training=False).logits.numpy())
+    want = model(ids_batch, training=False).logits.numpy()
+    np.testing.assert_array_equal(runner.run(ids_batch)["logits"], want)
 
 
 def test_missing_weights_fall_back_to_the_ordinary_load(tiny):

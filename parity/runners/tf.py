@@ -154,14 +154,16 @@ class TFRunner(Runner):
 
     def _load_without_init(self, cls, path, kwargs):
         """(model, loading info) built with zeros for weights the file then fills; (None, None) when the
-        load left any weight unset (missing from the file): the ordinary load must initialise those."""
+        load left any weight unset (missing from the file): the ordinary load must initialise those.
+        Where zeros_init could not take hold, the one load done is the ordinary one and is kept."""
         import tensorflow as tf
 
         created = []
         with zeros_init(created):
             model, info = cls.from_pretrained(path, **kwargs)
-        if not created or info.get("missing_keys") or any(not bool(tf.reduce_any(tf.not_equal(v, 0)))
-                                                          for v in created):
+        if not created:  # nothing was zeroed (another tf-keras): that was the ordinary load
+            return model, info
+        if info.get("missing_keys") or any(not bool(tf.reduce_any(tf.not_equal(v, 0))) for v in created):
             return None, None
         self.skipped_init = True
         return model, info
