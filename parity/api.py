@@ -15,7 +15,7 @@ from .errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, Us
 from .executor import RunInterrupted, execute
 from .outputs import group, model_order
 from .results import Results, environment, versions
-from .runners import runner_class
+from .runners import registry, runner_class
 from .runners.base import LoadSpec
 
 
@@ -103,7 +103,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                              trust_remote_code=cfg.trust_remote_code)
         if cfg.cache and plan.converted_from:
             _use_cache(fw, specs[fw], fingerprint["files"])
-        if cfg.cache and fw == "flax":
+        if cfg.cache and registry.get(fw).compile_cache:
             from . import cache
 
             compile_dir = cache.compile_dir()
@@ -117,8 +117,8 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                             trust_remote_code=cfg.trust_remote_code, task=task,
                             files=fingerprint["files"] if cfg.cache else None)
 
-    # --explain: every framework runs the probes; PyTorch (when it runs) also the float64 oracle.
-    explain = {fw: {"float64": fw == "pt"} for fw in specs} if cfg.explain else None
+    # --explain: every framework runs the probes; the one with a float64 oracle (PyTorch) runs that too.
+    explain = {fw: {"float64": registry.get(fw).float64_oracle} for fw in specs} if cfg.explain else None
     diagnosis = None
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
         run_info: dict = {}

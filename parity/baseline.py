@@ -207,9 +207,9 @@ def compare(baseline: Baseline, *, path=None, frameworks=None, atol=None, rtol=N
     chosen = frameworks or baseline.recorded
     if isinstance(chosen, str):
         chosen = [f.strip() for f in chosen.split(",") if f.strip()]
-    from .config import FRAMEWORK_ALIASES
+    from .runners import registry
 
-    chosen = [FRAMEWORK_ALIASES.get(f.lower(), f.lower()) for f in chosen]
+    chosen = [registry.canonical(f) for f in chosen]
     not_recorded = [f for f in chosen if f not in baseline.recorded]
     if not_recorded:
         raise UsageError(f"the baseline has no {not_recorded[0]} outputs (recorded: {', '.join(baseline.recorded)})",

@@ -27,9 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from .runners import registry
+
 FORMAT = 1
-NATIVE = {"pt": "model.safetensors", "tf": "tf_model.h5", "flax": "flax_model.msgpack"}
-VERSIONED = ("parity", "transformers", "torch", "tensorflow", "tf-keras", "jax", "jaxlib", "flax", "safetensors")
+# An entry is keyed by these versions too: a new converter or framework may write other values.
+VERSIONED = ("parity", "transformers") + registry.packages() + ("safetensors",)
 
 
 def root() -> Path | None:
@@ -121,7 +123,7 @@ def lookup(framework: str, entry_key: str) -> Path | None:
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        weights = folder / NATIVE[framework]
+        weights = folder / registry.get(framework).native_file
         if weights.stat().st_size != meta["bytes"] or file_digest(weights) != meta["sha256"]:
             raise ValueError("weights do not match meta.json")
     except (OSError, ValueError, KeyError):
@@ -141,7 +143,7 @@ def store(framework: str, folder: Path, save, load_report: dict) -> bool:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     try:
         save(tmp)
-        weights = tmp / NATIVE[framework]
+        weights = tmp / registry.get(framework).native_file
         meta = {"format": FORMAT, "framework": framework, "bytes": weights.stat().st_size,
                 "sha256": sha256(weights), "load": load_report}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))

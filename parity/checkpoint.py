@@ -15,14 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
-
-# Weight files per framework, in the order transformers prefers them.
-WEIGHT_FILES = {
-    "pt": ("model.safetensors", "model.safetensors.index.json",
-           "pytorch_model.bin", "pytorch_model.bin.index.json"),
-    "tf": ("tf_model.h5", "tf_model.h5.index.json"),
-    "flax": ("flax_model.msgpack", "flax_model.msgpack.index.json"),
-}
+from .runners import registry
 FINGERPRINT_SKIP = {".gitattributes", "README.md", "results.json"}  # parity convert writes results.json into OUT
 
 
@@ -77,13 +70,14 @@ class Checkpoint:
                              "transformers does not know",
                              "fix model_type, or install the transformers version that wrote the checkpoint")
         ckpt = cls(p, config)
-        for fw, names in WEIGHT_FILES.items():
+        for fw, names in registry.weight_files().items():
             for name in names:
                 if (p / name).is_file():
                     ckpt.weights[fw] = name
                     break
         if not ckpt.weights:
-            wanted = ", ".join(n for names in WEIGHT_FILES.values() for n in names if not n.endswith(".json"))
+            wanted = ", ".join(n for names in registry.weight_files().values() for n in names
+                               if not n.endswith(".json"))
             raise UsageError(f"no weights file in {path}", f"the folder needs one of {wanted}")
         return ckpt
 
@@ -105,10 +99,10 @@ class Checkpoint:
                 if fw in self.weights:
                     src = fw
                 else:
-                    src = next(s for s in ("pt", "tf", "flax") if s in self.weights)
+                    src = next(s for s in registry.KEYS if s in self.weights)
             else:
                 src = source
-            via = "pt" if {fw, src} == {"tf", "flax"} else None
+            via = registry.route(fw, src)
             plans[fw] = LoadPlan(fw, self.weights[src], None if src == fw else src, via)
         return plans
 

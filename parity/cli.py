@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, ParityError, UsageError
+from .runners import registry
+from .runners.registry import KEYS
 
 # The parent process only tokenizes: keep transformers from importing torch/TF/JAX
 # there (seconds of import, memory). Workers get these variables removed again.
-QUIET_PARENT_ENV = {"USE_TORCH": "0", "USE_TF": "0", "USE_FLAX": "0", "USE_JAX": "0",
-                    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+QUIET_PARENT_ENV = {**{name: "0" for name in registry.use_env_names()}, "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,9 +32,10 @@ def _add_check(sub) -> None:
     p.add_argument("path", help="checkpoint folder (or a hub id present in the local cache)")
     p.add_argument("--task", help="Auto class family: base, sequence-classification, ... (default: from "
                                   "config.architectures)")
-    p.add_argument("--frameworks", default="pt,tf,flax", help="comma list of pt, tf, flax (default: all three)")
-    p.add_argument("--reference", default="pt", help="framework the others are judged against (default: pt)")
-    p.add_argument("--source", default="auto", choices=["auto", "pt", "tf", "flax"],
+    p.add_argument("--frameworks", default=",".join(KEYS), help=f"comma list of {', '.join(KEYS)} (default: all)")
+    p.add_argument("--reference", default=KEYS[0],
+                   help=f"framework the others are judged against (default: {KEYS[0]})")
+    p.add_argument("--source", default="auto", choices=["auto", *KEYS],
                    help="weights every framework starts from; auto = native weights when present")
     p.add_argument("--text", action="append", dest="texts", help="an input text (repeatable)")
     p.add_argument("--texts-file", help="UTF-8 file with one text per line")
@@ -101,9 +103,10 @@ def _add_convert(sub) -> None:
                                    "the source.")
     p.add_argument("path", help="source checkpoint folder")
     p.add_argument("out", help="new folder for the converted checkpoint (results.json is written into it)")
-    p.add_argument("--to", required=True, help="target framework: pt, tf or flax")
+    p.add_argument("--to", required=True, help=f"target framework: {registry.spoken(last='or')}")
     p.add_argument("--from", dest="source", default="auto",
-                   help="source weights: auto (the folder's weights other than --to, PyTorch first), pt, tf, flax")
+                   help="source weights: auto (the folder's weights other than --to, "
+                        f"{registry.get(KEYS[0]).label} first), {', '.join(KEYS)}")
     p.add_argument("--task", help="Auto class family (default: from config.architectures)")
     p.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     p.add_argument("--verify", action="store_true", help="write nothing: prove an existing OUT against PATH again")
@@ -185,8 +188,8 @@ def _add_baseline(sub) -> None:
                                    "(float32 npz) and the environment, for `parity compare` later.")
     p.add_argument("path", help="checkpoint folder")
     p.add_argument("--out", required=True, help="baseline folder to write")
-    for flag, kw in (("--task", {}), ("--frameworks", {"default": "pt,tf,flax"}), ("--reference", {"default": "pt"}),
-                     ("--source", {"default": "auto", "choices": ["auto", "pt", "tf", "flax"]}),
+    for flag, kw in (("--task", {}), ("--frameworks", {"default": ",".join(KEYS)}), ("--reference", {"default": KEYS[0]}),
+                     ("--source", {"default": "auto", "choices": ["auto", *KEYS]}),
                      ("--text", {"action": "append", "dest": "texts"}), ("--texts-file", {}), ("--batch-size", {}),
                      ("--max-length", {"default": "64"}), ("--seed", {"default": "0"}),
                      ("--device", {"default": "auto", "choices": ["auto", "cpu", "gpu"]}), ("--atol", {}),
@@ -248,13 +251,13 @@ def _cmd_compare(args) -> int:
     report_dir = args.report_dir or str(Path("reports") / f"{Path(args.baseline).resolve().name}-compare")
     rec = base.meta["environment"]["versions"]
     print(f"baseline {args.baseline}: recorded {base.meta['created']} with "
-          + ", ".join(f"{k} {rec.get(k)}" for k in ("transformers", "torch", "tensorflow", "jax", "flax")
+          + ", ".join(f"{k} {rec.get(k)}" for k in registry.shown_versions()
                       if rec.get(k)))
     results = compare(base, path=args.checkpoint, frameworks=args.frameworks, atol=args.atol, rtol=args.rtol,
                       report_dir=report_dir, inline=args.inline, device=args.device, explain=args.explain,
                       save="json" in formats)
     now = results.environment["versions"]
-    print("now: " + ", ".join(f"{k} {now.get(k)}" for k in ("transformers", "torch", "tensorflow", "jax", "flax")
+    print("now: " + ", ".join(f"{k} {now.get(k)}" for k in registry.shown_versions()
                               if now.get(k)))
     if results.checkpoint["fingerprint"] != base.meta["checkpoint"]["fingerprint"]:
         print(f"note: the checkpoint changed since recording (fingerprint {base.meta['checkpoint']['fingerprint'][:12]}"

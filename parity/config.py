@@ -17,14 +17,15 @@ from pathlib import Path
 
 from .errors import UsageError
 from .outputs import GROUPS
+from .runners import registry
 
-FRAMEWORKS = ("pt", "tf", "flax")
-SOURCES = ("auto", "pt", "tf", "flax")
+FRAMEWORKS = registry.KEYS
+SOURCES = ("auto",) + registry.KEYS
 DEVICES = ("auto", "cpu", "gpu")
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 DEFAULT_MAX_LENGTH = 64
-FRAMEWORK_ALIASES = {"torch": "pt", "pytorch": "pt", "tensorflow": "tf", "jax": "flax"}
+FRAMEWORK_ALIASES = registry.ALIASES
 
 
 def split_list(value) -> list[str]:
@@ -68,7 +69,7 @@ class CheckConfig:
     path: str
     task: str | None = None
     frameworks: list = field(default_factory=lambda: list(FRAMEWORKS))
-    reference: str = "pt"
+    reference: str = registry.KEYS[0]
     source: str = "auto"
     texts: list | None = None
     texts_file: str | None = None

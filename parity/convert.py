@@ -1,7 +1,7 @@
 """`parity convert`: write a checkpoint in another framework's format, then prove it.
 
 1. A worker of the target framework loads the source weights (``from_pt``;
-   TF/Flax -> PyTorch through runners/torch.py's converter; TF <-> Flax through
+   TF/Flax -> PyTorch through runners/workarounds/pt_conversion.py; TF <-> Flax through
    PyTorch weights) and ``save_pretrained``s into a temporary folder beside OUT,
    the source's config and tokenizer files are copied in, and the folder is
    renamed to OUT: OUT is complete or absent, never half-written.
@@ -27,7 +27,8 @@ from pathlib import Path
 from . import tasks
 from .api import run_check
 from .checkpoint import Checkpoint
-from .config import FRAMEWORK_ALIASES, FRAMEWORKS, CheckConfig
+from .config import FRAMEWORKS, CheckConfig
+from .runners import registry
 from .errors import EXIT_FRAMEWORK, EXIT_MISMATCH, EXIT_OK, FrameworkError, UsageError
 from .executor import save_converted
 from .results import Results
@@ -35,16 +36,25 @@ from .runners import runner_class
 from .runners.base import LoadSpec
 from . import weights as weights_mod
 
-# Weight files (and shards, and shard indexes) of any framework: never copied from the source.
-_WEIGHTS_FILE = re.compile(r"^(model|pytorch_model|tf_model|flax_model)(-\d+-of-\d+)?"
-                           r"\.(safetensors|bin|h5|msgpack)(\.index\.json)?$")
+
+
+def _weights_file_pattern() -> re.Pattern:
+    """Weight files (and shards, and shard indexes) of any framework: never copied from the source."""
+    names = [n for files in registry.weight_files().values() for n in files if not n.endswith(".index.json")]
+    stems = sorted({n.split(".", 1)[0] for n in names})
+    suffixes = sorted({n.split(".", 1)[1] for n in names})
+    return re.compile(rf"^({'|'.join(map(re.escape, stems))})(-\d+-of-\d+)?"
+                      rf"\.({'|'.join(map(re.escape, suffixes))})(\.index\.json)?$")
+
+
+_WEIGHTS_FILE = _weights_file_pattern()
 SKIP_FILES = {"results.json"}
 
 
 def _framework(value: str, what: str) -> str:
-    fw = FRAMEWORK_ALIASES.get(str(value).lower(), str(value).lower())
+    fw = registry.canonical(value)
     if fw not in FRAMEWORKS:
-        raise UsageError(f"unknown framework {value!r} for {what}", f"{what} takes pt, tf or flax")
+        raise UsageError(f"unknown framework {value!r} for {what}", f"{what} takes {', '.join(FRAMEWORKS)}")
     return fw
 
 
@@ -59,7 +69,7 @@ def source_framework(ckpt: Checkpoint, requested: str, target: str) -> str:
         others = [fw for fw in FRAMEWORKS if fw in ckpt.weights and fw != target]
         if not others:
             raise UsageError(f"{ckpt.path} holds only {target} weights, nothing to convert to {target}",
-                             "pass --to with another framework (pt, tf, flax)")
+                             f"pass --to with another framework ({', '.join(FRAMEWORKS)})")
         src = others[0]
     if src == target:
         raise UsageError(f"source and target are both {target}", "pass --to with a framework other than --from")
@@ -136,7 +146,7 @@ def convert(path, out, *, to: str, source: str = "auto", task: str | None = None
     for fw in (src, target):
         reason = runner_class(fw).unavailable_reason()
         if reason:
-            raise FrameworkError(f"{fw} is unavailable ({reason})", f"install parity[{ {'pt': 'torch'}.get(fw, fw)}]")
+            raise FrameworkError(f"{fw} is unavailable ({reason})", f"install parity[{registry.get(fw).extra}]")
     plan = ckpt.plan([target], src)[target]
     ckpt.verify_weights({target: plan})
 

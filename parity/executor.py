@@ -21,10 +21,11 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .inputs import Batch
+from .runners import registry
 from .runners.base import LoadSpec
 
-# Set by the CLI so that its own `import transformers` skips torch/TF/JAX; workers must not inherit them.
-PARENT_ONLY_ENV = ("USE_TORCH", "USE_TF", "USE_FLAX", "USE_JAX", "TRANSFORMERS_NO_ADVISORY_WARNINGS")
+# Set by the CLI so that its own `import transformers` skips every framework; workers must not inherit them.
+PARENT_ONLY_ENV = registry.use_env_names() + ("TRANSFORMERS_NO_ADVISORY_WARNINGS",)
 
 
 @dataclass
@@ -59,23 +60,18 @@ def child_env(device: str, needed: set | None = None, workdir: Path | None = Non
     """Worker environment: quiet logs, CPU pinning for --device cpu, and no framework it does not use."""
     env = {k: v for k, v in os.environ.items() if k not in PARENT_ONLY_ENV}
     if needed is not None:
-        from .runners import USE_ENV
-
-        for fw, var in USE_ENV.items():
-            if fw not in needed:
-                env[var] = "0"
-        if "flax" not in needed:
-            env["USE_JAX"] = "0"
+        for fw in registry.FRAMEWORKS:
+            if fw.key not in needed:
+                env.update({var: "0" for var in fw.use_env})
     if workdir is not None:
         # Temp files of a worker (bridge folders, compiler caches) go into the run's workdir, which
         # this process removes even when the worker was killed before its own cleanup.
         env["TMPDIR"] = str(workdir)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    for name, value in registry.worker_env_defaults().items():
+        env.setdefault(name, value)
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-        env["JAX_PLATFORMS"] = "cpu"
+        env.update(registry.cpu_only_env())
     return env
 
 

@@ -104,16 +104,17 @@ class ParityFile(pytest.File):
 
 
 def _pairs(entry: dict) -> list[tuple[str, str]]:
-    from .config import FRAMEWORK_ALIASES, split_list
+    from .config import split_list
+    from .runners import registry
 
     if entry.get("baseline"):
         from .baseline import Baseline
 
         base = Baseline.open(entry["baseline"])
         fws = split_list(entry.get("frameworks")) or base.recorded
-        return [("baseline", FRAMEWORK_ALIASES.get(f, f)) for f in fws]
-    fws = [FRAMEWORK_ALIASES.get(f, f) for f in (split_list(entry.get("frameworks")) or ["pt", "tf", "flax"])]
-    ref = FRAMEWORK_ALIASES.get(str(entry.get("reference", "pt")), str(entry.get("reference", "pt")))
+        return [("baseline", registry.canonical(f)) for f in fws]
+    fws = [registry.canonical(f) for f in (split_list(entry.get("frameworks")) or registry.KEYS)]
+    ref = registry.canonical(entry.get("reference", registry.KEYS[0]))
     pairs = [(ref, f) for f in fws if f != ref]
     if not pairs:  # the same one line `parity check` gives (one framework, or only the reference)
         from .config import from_entry

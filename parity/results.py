@@ -15,10 +15,10 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import UsageError
+from .runners import registry
 
 SCHEMA_VERSION = 1
-PACKAGES = ("parity", "transformers", "torch", "tensorflow", "tf-keras", "jax", "jaxlib", "flax",
-            "numpy", "safetensors", "tokenizers")
+PACKAGES = ("parity", "transformers") + registry.packages() + ("numpy", "safetensors", "tokenizers")
 
 
 def versions() -> dict:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Resident memory of a worker after importing its framework and transformers (measured on the
-# 2-core CPU machine with the pinned stack, tiny model loaded): PyTorch ~0.3 GB, TF ~0.85 GB, JAX ~0.65 GB.
-IDLE_BYTES = {"pt": 400 << 20, "tf": 900 << 20, "flax": 700 << 20}
+from .runners import registry
+
 NATIVE_FACTOR = 2    # weights file -> live tensors (+ page cache while reading)
 CONVERT_FACTOR = 4   # source tensors + converted tensors + model, briefly all at once
 HEADROOM = 0.8       # use at most this share of the memory the kernel reports available
@@ -35,7 +34,8 @@ def weights_bytes(spec) -> int:
 
 def estimate(fw: str, spec) -> int:
     converting = bool(spec.converted_from) and not getattr(spec, "cache_hit", None)
-    return IDLE_BYTES.get(fw, 700 << 20) + weights_bytes(spec) * (CONVERT_FACTOR if converting else NATIVE_FACTOR)
+    # A worker's resident memory after importing its framework and transformers: each descriptor's idle_bytes.
+    return registry.get(fw).idle_bytes + weights_bytes(spec) * (CONVERT_FACTOR if converting else NATIVE_FACTOR)
 
 
 def available_bytes() -> int | None:

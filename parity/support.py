@@ -7,8 +7,9 @@ follows the installed transformers and no framework is imported.
 from __future__ import annotations
 
 from . import tasks
+from .runners import registry
 
-FRAMEWORKS = ("pt", "tf", "flax")
+FRAMEWORKS = registry.KEYS
 
 
 def matrix(min_frameworks: int = 2) -> dict[str, dict[str, list[str]]]:

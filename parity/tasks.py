@@ -14,9 +14,8 @@ import importlib.util
 from pathlib import Path
 
 from .errors import UsageError
+from .runners import registry
 
-FRAMEWORK_PREFIX = {"pt": "", "tf": "TF_", "flax": "FLAX_"}
-AUTO_MODULE = {"pt": "modeling_auto", "tf": "modeling_tf_auto", "flax": "modeling_flax_auto"}
 
 # task -> mapping stem (MODEL_..._MAPPING_NAMES without the framework prefix).
 # Order matters for inference: the first task whose PyTorch mapping lists the
@@ -74,8 +73,8 @@ def _read_mappings(module: str) -> dict[str, dict[str, str]]:
 
 def mapping(framework: str, task: str) -> dict[str, str]:
     """model_type -> class name for one framework and task (empty when none)."""
-    name = FRAMEWORK_PREFIX[framework] + TASKS[task]
-    return _read_mappings(AUTO_MODULE[framework]).get(name, {})
+    fw = registry.get(framework)
+    return _read_mappings(fw.auto_module).get(fw.auto_prefix + TASKS[task], {})
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,15 +95,17 @@ def infer(config: dict) -> str:
     """
     archs = config.get("architectures") or []
     model_type = config.get("model_type", "")
+    reference = registry.KEYS[0]  # the twin class names are PyTorch's (no prefix)
     for arch in archs:
-        for prefix in ("TF", "Flax"):
-            if arch.startswith(prefix) and arch[len(prefix):len(prefix) + 1].isupper():
+        for fw in registry.FRAMEWORKS:
+            prefix = fw.class_prefix
+            if prefix and arch.startswith(prefix) and arch[len(prefix):len(prefix) + 1].isupper():
                 arch = arch[len(prefix):]
         for task in TASKS:
-            if mapping("pt", task).get(model_type) == arch:
+            if mapping(reference, task).get(model_type) == arch:
                 return task
         for task in TASKS:
-            if arch in mapping("pt", task).values():
+            if arch in mapping(reference, task).values():
                 return task
     if archs:
         raise UsageError(f"cannot infer the task from architectures {archs}",

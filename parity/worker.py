@@ -24,6 +24,8 @@ import time
 import traceback
 from pathlib import Path
 
+from .runners import registry
+
 
 def block_imports(names) -> None:
     """Make frameworks this worker does not use unimportable.
@@ -124,7 +126,7 @@ def error_line(exc: BaseException) -> str:
         what = f" (it names {m.group(1)})" if m else ""
         return ParityError(f"torch's weights-only loader refused the pickled weights{what}: the file holds "
                            "objects other than tensors, and unpickling them could run code",
-                           "re-save the weights as model.safetensors from a source you trust, or pass "
+                           f"re-save the weights as {registry.get('pt').native_file} from a source you trust, or pass "
                            "--source with another framework's weights").one_line()
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
@@ -186,7 +188,8 @@ def serve(request: dict) -> dict:
         report["error"] = error_line(exc)
         report["traceback"] = traceback.format_exc(limit=-8)
     report["seconds"]["total"] = time.perf_counter() - t0
-    report["imported"] = sorted(m for m in ("torch", "tensorflow", "jax") if sys.modules.get(m) is not None)
+    report["imported"] = sorted(fw.main_module for fw in registry.FRAMEWORKS
+                                if sys.modules.get(fw.main_module) is not None)
     if getattr(runner, "compile_cache", None) is not None:
         report["compile_cache"] = runner.compile_cache
     return report

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from parity import schedule
+from parity.runners import registry
 
 
 def _spec(tmp_path, name, size, converted_from=None):
@@ -15,8 +16,8 @@ def _spec(tmp_path, name, size, converted_from=None):
 def test_estimate_counts_the_framework_and_the_weights(tmp_path):
     native = _spec(tmp_path, "model.safetensors", 1000)
     converted = _spec(tmp_path, "model.safetensors", 1000, converted_from="pt")
-    assert schedule.estimate("pt", native) == schedule.IDLE_BYTES["pt"] + 1000 * schedule.NATIVE_FACTOR
-    assert schedule.estimate("tf", converted) == schedule.IDLE_BYTES["tf"] + 1000 * schedule.CONVERT_FACTOR
+    assert schedule.estimate("pt", native) == registry.get("pt").idle_bytes + 1000 * schedule.NATIVE_FACTOR
+    assert schedule.estimate("tf", converted) == registry.get("tf").idle_bytes + 1000 * schedule.CONVERT_FACTOR
 
 
 def test_plan_goes_one_at_a_time_only_when_memory_is_short(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""TF models load without the throw-away random init (runners/tf.py zeros_init) and give transformers'
+"""TF models load without the throw-away random init (runners/workarounds/zeros_init.py) and give transformers'
 own numbers bit for bit; a load that leaves any weight unset falls back to the ordinary load."""
 
 from __future__ import annotations

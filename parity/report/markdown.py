@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..runners import registry
 from .common import diagnoses, labels_line, num, pair_name, source, verdict_line
 from .console import mismatch_message
 
@@ -77,8 +78,7 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
             lines += _folded("diagnosis", [f"- {cell(line.strip())}" for line in narrative[1:]],
                              len(narrative) - 1)
     v = results.get("environment", {}).get("versions", {})
-    lines.append("<sub>" + cell(", ".join(f"{k} {v[k]}" for k in ("transformers", "torch", "tensorflow", "jax", "flax")
-                                          if v.get(k))) + "</sub>")
+    lines.append("<sub>" + cell(", ".join(f"{k} {v[k]}" for k in registry.shown_versions() if v.get(k))) + "</sub>")
     text = "\n".join(lines) + "\n"
     if len(text.encode("utf-8")) > limit:
         # Never exceed the host's cap: keep the verdict and summary, drop the tables.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..runners import registry
+
 
 def load_all(folder) -> list[dict]:
     """Every results.json under ``folder``, sorted by model type then task."""
@@ -60,22 +62,21 @@ def _failure_lines(res: dict) -> list[str]:
 
 
 def render(results: list[dict], *, notes: dict | None = None, command: str | None = None,
-           reference: str = "pt") -> str:
+           reference: str = registry.KEYS[0]) -> str:
     """Markdown for SUPPORT.md. ``notes``: {"model_type/task": what the failure is} (findings)."""
     notes = notes or {}
-    pairs = [("pt", "tf"), ("pt", "flax")] if reference == "pt" else []
+    pairs = [(reference, fw) for fw in registry.KEYS if fw != reference]
     env = results[0]["environment"]["versions"] if results else {}
     passed = sum(r["passed"] for r in results)
     lines = ["# Support", "",
              "Generated from a full run of the tiny-config matrix: one random tiny model per (model type, task), "
              "built from fixed seeds by `fixtures/matrix.py` (PyTorch weights; TF and Flax load them "
-             "`from_pt`), checked by `parity check` in pt, tf and flax with the default tolerances "
+             f"`from_pt`), checked by `parity check` in {registry.spoken()} with the default tolerances "
              "(atol=1e-5, rtol=1e-5; padded positions excluded). Do not edit by hand.", ""]
     if command:
         lines += [f"Regenerate: `{command}`", ""]
     if env:
-        lines += ["Stack: " + ", ".join(f"{k} {env[k]}" for k in ("transformers", "torch", "tensorflow", "jax",
-                                                                   "flax") if env.get(k)), ""]
+        lines += ["Stack: " + ", ".join(f"{k} {env[k]}" for k in registry.shown_versions() if env.get(k)), ""]
     lines += [f"{passed} of {len(results)} cases pass in every pair. Cells: verdict, the largest absolute "
               "difference over all compared outputs, and how many outputs were compared "
               "(every hidden state, attention map, cache tensor and head output).", "",
@@ -106,10 +107,11 @@ def render(results: list[dict], *, notes: dict | None = None, command: str | Non
                 skipped.setdefault(item["missing_in"], set()).add(res["checkpoint"]["model_type"])
     if skipped:
         lines += ["", "## Not compared", ""]
-        why = {"flax": " (transformers' Flax models return one only when called with an initialised cache)"}
         for fw, types in sorted(skipped.items()):
+            why = registry.get(fw).no_cache_why
+            why = f" ({why})" if why else ""
             lines.append(f"- `past_key_values.*` of {', '.join(sorted(types))}: {fw} returns no cache from a "
-                         f"plain forward pass{why.get(fw, '')}; listed under `not_compared` in results.json, "
+                         f"plain forward pass{why}; listed under `not_compared` in results.json, "
                          "never counted as a pass.")
     general = notes.get("*")
     if general:

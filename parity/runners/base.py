@@ -8,12 +8,15 @@ so ``parity`` itself stays framework-free.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..errors import FrameworkError
 
 
 @dataclass
@@ -56,9 +59,9 @@ class LoadReport:
 
 
 class Runner:
-    framework = ""
-    # Packages that must be importable for this runner to be available.
-    requires: tuple = ()
+    """Subclasses set ``descriptor`` (their framework's facts) and fill in the ``_impl`` methods."""
+
+    descriptor = None  # runners.descriptor.Framework
 
     def __init__(self, spec: LoadSpec):
         self.spec = spec
@@ -66,10 +69,14 @@ class Runner:
         self.report: LoadReport | None = None
         self.run_seconds = 0.0
 
+    @property
+    def framework(self) -> str:
+        return self.descriptor.key
+
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """None when the framework can be imported; else why not (without importing it)."""
-        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        missing = [m for m in cls.descriptor.requires if importlib.util.find_spec(m) is None]
         return f"{', '.join(missing)} not installed" if missing else None
 
     def import_framework(self) -> float:
@@ -82,7 +89,7 @@ class Runner:
     def _import_impl(self) -> None:
         import importlib
 
-        for module in self.requires:
+        for module in self.descriptor.requires:
             importlib.import_module(module)
         import transformers
 
@@ -106,7 +113,7 @@ class Runner:
         from .. import cache
 
         original = self.spec
-        self.spec = replace(original, path=original.cache_hit, weights=cache.NATIVE[self.framework],
+        self.spec = replace(original, path=original.cache_hit, weights=self.descriptor.native_file,
                             converted_from=None, via=None)
         try:
             report = self._load_impl()
@@ -171,6 +178,35 @@ class Runner:
     def _run_impl(self, arrays: dict) -> dict:
         raise NotImplementedError
 
+    def _require_gpu(self, seen: bool, who: str) -> None:
+        """--device gpu is a promise: fail the load rather than silently compare CPU numbers."""
+        if self.spec.device == "gpu" and not seen:
+            raise FrameworkError(f"--device gpu but {who} sees no GPU", "pass --device auto or cpu")
+
+    @contextlib.contextmanager
+    def _weights_source(self, notes: list):
+        """(folder, converted_from) to load: the checkpoint, or for a conversion transformers has no
+        direct path for (TF <-> Flax), a temporary folder of PyTorch weights (bridge.py), removed after."""
+        from . import bridge
+
+        if not self.spec.via:
+            yield self.spec.path, self.spec.converted_from
+            return
+        tmp = bridge.via_pytorch(self.spec.path, self.spec.class_name, self.spec.weights,
+                                 self.spec.converted_from, self.spec.trust_remote_code)
+        notes.append(f"{self.spec.converted_from} weights converted to PyTorch weights first: "
+                     f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
+        try:
+            yield str(tmp), self.spec.via
+        finally:
+            bridge.cleanup(tmp)
+
+    def _flags(self, fn, notes: list, **extra) -> dict:
+        """The output flags every framework gets, plus its own inference switches, kept where ``fn`` takes them."""
+        wanted = {"output_hidden_states": self.spec.output_hidden_states,
+                  "output_attentions": self.spec.output_attentions, "return_dict": True, **extra}
+        return call_flags(fn, wanted, notes, self.spec.class_name)
+
     def _report(self, device: str, info: dict | None) -> LoadReport:
         info = info or {}
         return LoadReport(
@@ -204,14 +240,6 @@ def call_flags(fn, wanted: dict, notes: list, class_name: str) -> dict:
 
 def _keyname(key) -> str:
     return "/".join(map(str, key)) if isinstance(key, (tuple, list)) else str(key)
-
-
-def pt_twin(class_name: str) -> str:
-    """TFBertModel / FlaxBertModel -> BertModel."""
-    for prefix in ("TF", "Flax"):
-        if class_name.startswith(prefix):
-            return class_name[len(prefix):]
-    return class_name
 
 
 _LOGGED_SETS = {

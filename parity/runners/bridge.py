@@ -11,14 +11,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .base import pt_twin
+from .registry import pt_twin
 
 
 def via_pytorch(path: str, class_name: str, weights: str, source: str, trust_remote_code: bool = False) -> Path:
     """Return a folder holding config + model.safetensors converted from ``source``."""
     import transformers
 
-    from .torch import convert_to_pt
+    from .workarounds.pt_conversion import convert_to_pt
 
     model, _, _ = convert_to_pt(getattr(transformers, pt_twin(class_name)), path, weights, source,
                                 trust_remote_code=trust_remote_code)

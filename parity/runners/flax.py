@@ -18,13 +18,26 @@ compilation cache (cache.compile_dir), so a re-check loads them instead.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
-from ..errors import FrameworkError
 from ..outputs import flatten
-from . import bridge
-from .base import LoadLogCapture, LoadReport, Runner, call_flags
+from .base import LoadLogCapture, LoadReport, Runner
+from .descriptor import Framework
+from .workarounds.shape_only_conversion import shape_only_conversion
+
+DESCRIPTOR = Framework(
+    key="flax", label="Flax", runner="flax:FlaxRunner", aliases=("jax",),
+    requires=("jax", "flax"), extra="flax", main_module="jax", packages=("jax", "jaxlib", "flax"),
+    shown_versions=("jax", "flax"), import_names=("jax", "jaxlib", "flax"),
+    weight_files=("flax_model.msgpack", "flax_model.msgpack.index.json"),
+    native_file="flax_model.msgpack", class_prefix="Flax", auto_module="modeling_flax_auto", auto_prefix="FLAX_",
+    use_env=("USE_FLAX", "USE_JAX"), converts_from=("pt",),
+    worker_env=(("XLA_PYTHON_CLIENT_PREALLOCATE", "false"),),  # before jax starts a backend
+    cpu_only_env=(("JAX_PLATFORMS", "cpu"),),
+    idle_bytes=700 << 20,  # measured ~0.65 GB after imports, tiny model loaded
+    compile_cache=True,
+    no_cache_why="transformers' Flax models return one only when called with an initialised cache",
+)
 
 
 COMPILE_CACHE_BYTES = 1 << 30  # JAX evicts least recently used entries past this (MiniLM: 0.7 MiB)
@@ -61,47 +74,8 @@ def use_compile_cache(jax, folder: str) -> dict:
     return counts
 
 
-class _ShapeView:
-    """What transformers' PyTorch -> Flax converter reads from a model: its param tree and prefix.
-
-    The converter (convert_pytorch_state_dict_to_flax and its sharded twin) uses
-    the random params only to look up names and compare shapes; a model built
-    with ``_do_init=False`` has the same tree as ShapeDtypeStructs.
-    """
-
-    def __init__(self, model):
-        self.params = model.params_shape_tree
-        self.base_model_prefix = model.base_model_prefix
-
-
-@contextlib.contextmanager
-def shape_only_conversion():
-    """Let ``from_pretrained(from_pt=True, _do_init=False)`` convert: hand the converter a _ShapeView.
-
-    transformers 4.57 passes the model itself, whose ``params`` raise without an
-    init. Where the loader is not found (another version), nothing is changed
-    and such a load fails as before, into the ordinary load.
-    """
-    import transformers.modeling_flax_utils as flax_utils
-
-    original = getattr(flax_utils, "load_pytorch_checkpoint_in_flax_state_dict", None)
-    if original is None:
-        yield
-        return
-
-    def load(model, *args, **kwargs):
-        return original(_ShapeView(model) if not model._is_initialized else model, *args, **kwargs)
-
-    flax_utils.load_pytorch_checkpoint_in_flax_state_dict = load
-    try:
-        yield
-    finally:
-        flax_utils.load_pytorch_checkpoint_in_flax_state_dict = original
-
-
 class FlaxRunner(Runner):
-    framework = "flax"
-    requires = ("jax", "flax")
+    descriptor = DESCRIPTOR
     compile_cache: dict | None = None  # XLA compilation cache counters, when the cache is on
 
     def _import_impl(self) -> None:
@@ -119,23 +93,18 @@ class FlaxRunner(Runner):
         if self.spec.device == "cpu":
             jax.config.update("jax_platforms", "cpu")
         platform = jax.devices()[0].platform
-        if self.spec.device == "gpu" and platform != "gpu":
-            raise FrameworkError("--device gpu but JAX sees no GPU", "pass --device auto or cpu")
+        self._require_gpu(platform == "gpu", "JAX")
         self.device = jax.devices()[0]
 
         cls = getattr(transformers, self.spec.class_name)
-        path, tmp = self.spec.path, None
-        kwargs = {"trust_remote_code": self.spec.trust_remote_code}
-        if self.spec.converted_from == "tf":
-            tmp = bridge.via_pytorch(path, self.spec.class_name, self.spec.weights, "tf",
-                                     self.spec.trust_remote_code)
-            path, kwargs["from_pt"] = str(tmp), True
-        elif self.spec.converted_from == "pt":
-            kwargs["from_pt"] = True
+        notes = []
         self.params = None
-        try:
+        with self._weights_source(notes) as (path, source):
+            kwargs = {"trust_remote_code": self.spec.trust_remote_code}
+            if source == "pt":
+                kwargs["from_pt"] = True
             with LoadLogCapture("transformers.modeling_flax_utils") as capture, jax.default_device(self.device):
-                self.model, self.params = self._load_without_init(cls, path, kwargs)
+                self.model, self.params = self._load_params_only(cls, path, kwargs)
                 if self.params is None:
                     capture.info.update(missing_keys=[], unexpected_keys=[], mismatched_keys=[])  # said again below
                     self.model = cls.from_pretrained(path, **kwargs)
@@ -143,23 +112,17 @@ class FlaxRunner(Runner):
                     # committed and uncommitted arrays under different keys, and a re-check (which
                     # loads the cached conversion natively) should find the ops this load compiled.
                     self.model.params = jax.device_put(self.model.params, self.device)
-        finally:
-            bridge.cleanup(tmp)
         report = self._report(f"{platform}:{self.device.id}" if platform != "cpu" else "cpu", capture.info)
-        if tmp is not None:
-            report.notes.append(f"{self.spec.converted_from} weights converted to PyTorch weights first: "
-                                f"transformers has no direct {self.spec.converted_from} -> {self.framework} path")
+        report.notes += notes
         # Inference mode is `train=False` on most Flax classes, `deterministic=True` on a few (OPT).
-        self.flags = call_flags(self.model.__call__, {"output_hidden_states": self.spec.output_hidden_states,
-                                                      "output_attentions": self.spec.output_attentions,
-                                                      "return_dict": True, "train": False,
-                                                      "deterministic": True}, report.notes, self.spec.class_name)
+        self.flags = self._flags(self.model.__call__, report.notes, train=False, deterministic=True)
         if "train" in self.flags:
             self.flags.pop("deterministic", None)
         return report
 
-    def _load_without_init(self, cls, path, kwargs):
-        """(model, params) from native weights without a random init; (None, None) when some are missing."""
+    def _load_params_only(self, cls, path, kwargs):
+        """(model, params) loaded with ``_do_init=False``: no random init (native weights, or from_pt through
+        shape_only_conversion); (None, None) when weights are missing or the class insists on an init."""
         import jax
         from flax.traverse_util import flatten_dict
 

@@ -1,0 +1,42 @@
+"""Flax ``from_pretrained(from_pt=True, _do_init=False)``: hand the converter the model's shape tree.
+
+Defect: transformers 4.57's PyTorch -> Flax loader passes the model itself to
+``load_pytorch_checkpoint_in_flax_state_dict``, whose converter reads
+``model.params`` only for names and shapes; a model built with ``_do_init=False``
+raises there, so every from_pt load paid a random init (about 2 s of a MiniLM
+load on 2 cores) whose values were thrown away. Seen with transformers 4.57.6.
+The converted arrays are the same (tested bit for bit against the ordinary load).
+Where the loader is not found (another version) nothing changes, and such a load
+fails as before, into the ordinary load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+
+class ShapeView:
+    """What the converter reads from a model: its param tree (as ShapeDtypeStructs) and prefix."""
+
+    def __init__(self, model):
+        self.params = model.params_shape_tree
+        self.base_model_prefix = model.base_model_prefix
+
+
+@contextlib.contextmanager
+def shape_only_conversion():
+    import transformers.modeling_flax_utils as flax_utils
+
+    original = getattr(flax_utils, "load_pytorch_checkpoint_in_flax_state_dict", None)
+    if original is None:
+        yield
+        return
+
+    def load(model, *args, **kwargs):
+        return original(ShapeView(model) if not model._is_initialized else model, *args, **kwargs)
+
+    flax_utils.load_pytorch_checkpoint_in_flax_state_dict = load
+    try:
+        yield
+    finally:
+        flax_utils.load_pytorch_checkpoint_in_flax_state_dict = original

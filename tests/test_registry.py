@@ -1,0 +1,50 @@
+"""Each framework's facts are declared once, in its runner module's DESCRIPTOR (parity/runners/registry.py)."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from parity.runners import registry
+
+PACKAGE = Path(__file__).resolve().parents[1] / "parity"
+
+
+def test_descriptors_are_consistent():
+    keys = [fw.key for fw in registry.FRAMEWORKS]
+    assert len(set(keys)) == len(keys)
+    aliases = [a for fw in registry.FRAMEWORKS for a in fw.aliases]
+    assert len(set(aliases)) == len(aliases) and not set(aliases) & set(keys)
+    for fw in registry.FRAMEWORKS:
+        assert registry.runner_class(fw.key).descriptor is fw
+        assert fw.native_file in fw.weight_files
+        assert set(fw.converts_from) <= set(keys) - {fw.key}
+        assert fw.idle_bytes > 0 and fw.packages and fw.requires and fw.use_env
+
+
+@pytest.mark.parametrize("name, key", [("torch", "pt"), ("PyTorch", "pt"), ("tensorflow", "tf"), ("JAX", "flax"),
+                                       ("flax", "flax"), ("mxnet", "mxnet")])
+def test_aliases(name, key):
+    assert registry.canonical(name) == key
+
+
+def test_conversion_routes_follow_the_descriptors():
+    assert registry.route("tf", "pt") is None and registry.route("pt", "flax") is None
+    assert registry.route("pt", "pt") is None
+    # transformers converts only between PyTorch and each other framework
+    assert registry.route("tf", "flax") == "pt" and registry.route("flax", "tf") == "pt"
+
+
+def _sources_outside_runners():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "runners" not in path.relative_to(PACKAGE).parts:
+            yield path, path.read_text(encoding="utf-8")
+
+
+def test_no_module_outside_runners_spells_weight_files_or_switches():
+    """Adding a framework is one runner module plus one registry line: nothing else names its files or switches."""
+    names = {n for fw in registry.FRAMEWORKS for n in fw.weight_files}
+    names |= {v for fw in registry.FRAMEWORKS for v in fw.use_env}
+    found = [f"{path.name}: {name}" for path, text in _sources_outside_runners() for name in sorted(names)
+             if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", text)]
+    assert found == []
