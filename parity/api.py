@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import inputs, tasks
@@ -61,8 +62,50 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     _check_max_length(ckpt.config, cfg.max_length)
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference,
                                   min_frameworks=1 if baseline is not None else 2)
-    supported = [fw for fw in cfg.frameworks if classes[fw]]
     paths = paths or {}
+    plans, folders = _plan(ckpt, cfg, [fw for fw in cfg.frameworks if classes[fw]], paths)
+    if cfg.report_dir:
+        _check_writable(Path(cfg.report_dir))
+    fingerprint = ckpt.fingerprint(remember=cfg.cache)
+    fw_results, specs = _specs(cfg, ckpt, task, classes, plans, folders, paths, fingerprint["files"])
+
+    def make_batch():
+        if batch is not None:
+            return batch
+        return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
+                            batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
+                            trust_remote_code=cfg.trust_remote_code, task=task,
+                            files=fingerprint["files"] if cfg.cache else None)
+
+    with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
+        outcome = _run_and_compare(cfg, specs, make_batch, Path(workdir), t_start, progress=progress,
+                                   weights_dir=weights_dir, baseline=baseline, on_outputs=on_outputs,
+                                   fw_results=fw_results)
+    results = Results(
+        passed=outcome.code == EXIT_OK, exit_code=outcome.code, task=task,
+        checkpoint={"path": str(cfg.path), "model_type": ckpt.model_type,
+                    "architectures": ckpt.config.get("architectures"), "labels": _labels(ckpt.config),
+                    "fingerprint": fingerprint["sha256"],
+                    "files": fingerprint["files"]},
+        inputs=outcome.batch.describe() if outcome.batch is not None else NO_INPUTS,
+        environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
+        config=cfg.to_dict(), frameworks=fw_results, comparisons=outcome.comparisons,
+        seconds={**outcome.stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()},
+        diagnosis=outcome.diagnosis, schedule=outcome.schedule,
+        complete=not outcome.interrupted, interrupted=outcome.interrupted,
+    )
+    path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None
+    if outcome.interrupted:
+        raise Interrupted(results, path)
+    if cfg.save_replay:
+        from .replay import save
+
+        save(Path(cfg.save_replay), cfg, outcome.batch, results)
+    return results
+
+
+def _plan(ckpt: Checkpoint, cfg: CheckConfig, supported: list[str], paths: dict) -> tuple[dict, dict]:
+    """Which weights each supported framework loads (checked now), and from which folder."""
     plans = ckpt.plan([fw for fw in supported if fw not in paths], cfg.source)
     ckpt.verify_weights(plans)
     folders = {fw: ckpt.path for fw in supported}
@@ -72,10 +115,12 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
             plans.update(own.plan([fw], fw))
             own.verify_weights({fw: plans[fw]})
             folders[fw] = own.path
-    if cfg.report_dir:
-        _check_writable(Path(cfg.report_dir))
+    return plans, folders
 
-    fingerprint = ckpt.fingerprint(remember=cfg.cache)
+
+def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: dict, folders: dict,
+           paths: dict, files: dict) -> tuple[dict[str, dict], dict[str, LoadSpec]]:
+    """results.json's entry for every framework, and a LoadSpec for each that can run."""
     fw_results: dict[str, dict] = {}
     specs: dict[str, LoadSpec] = {}
     for fw in cfg.frameworks:
@@ -101,114 +146,99 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                              device=cfg.device, output_hidden_states="hidden_states" in cfg.outputs,
                              output_attentions="attentions" in cfg.outputs,
                              trust_remote_code=cfg.trust_remote_code)
-        if cfg.cache and plan.converted_from:
-            _use_cache(fw, specs[fw], fingerprint["files"])
-        if cfg.cache and registry.get(fw).compile_cache:
-            from . import cache
+        if cfg.cache:
+            _use_caches(fw, specs[fw], files)
+    return fw_results, specs
 
-            compile_dir = cache.compile_dir()
-            specs[fw].compile_cache = str(compile_dir) if compile_dir else None
 
-    def make_batch():
-        if batch is not None:
-            return batch
-        return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
-                            batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
-                            trust_remote_code=cfg.trust_remote_code, task=task,
-                            files=fingerprint["files"] if cfg.cache else None)
+@dataclass
+class _Outcome:
+    """What running and comparing produced, for run_check's Results."""
 
+    batch: inputs.Batch | None
+    comparisons: list
+    diagnosis: dict | None
+    stages: dict
+    schedule: dict | None
+    interrupted: bool
+    code: int
+
+
+def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t_start: float, *, progress,
+                     weights_dir, baseline, on_outputs, fw_results: dict) -> _Outcome:
+    """Run the frameworks (recording each in ``fw_results``), then compare and, with --explain, diagnose."""
     # --explain: every framework runs the probes; the one with a float64 oracle (PyTorch) runs that too.
     explain = {fw: {"float64": registry.get(fw).float64_oracle} for fw in specs} if cfg.explain else None
-    diagnosis = None
-    with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
-        run_info: dict = {}
-        exports_dir = weights_dir
-        if cfg.explain and exports_dir is None:
-            # --explain compares every framework's loaded weights tensor by tensor (parity.weights).
-            exports_dir = Path(workdir) / "weights"
-            exports_dir.mkdir()
-        stages = {"prepare": time.perf_counter() - t_start}
-        t_workers = time.perf_counter()
-        try:
-            batch, runs = execute(specs, make_batch, workdir=Path(workdir), inline=cfg.inline,
-                                  device=cfg.device, explain=explain, timeout=cfg.timeout,
-                                  progress=progress, weights_dir=exports_dir, info=run_info)
-            interrupted = False
-        except RunInterrupted as stop:
-            batch, runs, interrupted = stop.batch, stop.runs, True
+    run_info: dict = {}
+    exports_dir = weights_dir
+    if cfg.explain and exports_dir is None:
+        # --explain compares every framework's loaded weights tensor by tensor (parity.weights).
+        exports_dir = workdir / "weights"
+        exports_dir.mkdir()
+    stages = {"prepare": time.perf_counter() - t_start}
+    t_workers = time.perf_counter()
+    try:
+        batch, runs = execute(specs, make_batch, workdir=workdir, inline=cfg.inline,
+                              device=cfg.device, explain=explain, timeout=cfg.timeout,
+                              progress=progress, weights_dir=exports_dir, info=run_info)
+        interrupted = False
+    except RunInterrupted as stop:
+        batch, runs, interrupted = stop.batch, stop.runs, True
+    for fw, run in runs.items():
+        _record(fw_results[fw], run)
+    if on_outputs is not None:
         for fw, run in runs.items():
-            entry = fw_results[fw]
-            entry["status"], entry["error"] = run.status, run.error
-            entry["seconds"] = run.seconds
-            if run.signal or run.timed_out:
-                entry.update(signal=run.signal, returncode=run.returncode, timed_out=run.timed_out)
-            if run.traceback:
-                entry["traceback"] = run.traceback
-            if run.imported is not None:
-                entry["imported"] = run.imported
-            if run.compile_cache is not None:
-                entry["compile_cache"] = run.compile_cache
-            if run.load:
-                entry["device"] = run.load["device"]
-                entry["cache"] = run.load.get("cache")
-                entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
-        if on_outputs is not None:
-            for fw, run in runs.items():
-                if run.status == "ok":
-                    on_outputs(fw, run.outputs)
-        stages["workers"] = time.perf_counter() - t_workers
-        t_compare = time.perf_counter()
-        comparisons = []
-        if batch is not None:
-            try:
-                if baseline is not None:
-                    _compare_baseline(cfg, runs, batch, baseline, comparisons, progress)
-                else:
-                    _compare_all(cfg, runs, batch, comparisons, progress)
-                if cfg.explain:
-                    from .diagnose import diagnose
+            if run.status == "ok":
+                on_outputs(fw, run.outputs)
+    stages["workers"] = time.perf_counter() - t_workers
+    t_compare = time.perf_counter()
+    comparisons, diagnosis = [], None
+    if batch is not None:
+        try:
+            _compare(cfg, runs, batch, comparisons, progress, baseline)
+            if cfg.explain:
+                from .diagnose import diagnose
 
-                    diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
-                                         tolerance=cfg.tolerance, attention_mask=batch.masks,
-                                         exports=_exports(exports_dir, runs))
-            except KeyboardInterrupt:
-                interrupted = True  # keep the pairs already compared
-        stages["compare"] = time.perf_counter() - t_compare
-        for run in runs.values():
-            for arrays in (run.outputs, run.outputs64):
-                if hasattr(arrays, "close"):
-                    arrays.close()
+                diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
+                                     tolerance=cfg.tolerance, attention_mask=batch.masks,
+                                     exports=_exports(exports_dir, runs))
+        except KeyboardInterrupt:
+            interrupted = True  # keep the pairs already compared
+    stages["compare"] = time.perf_counter() - t_compare
+    for run in runs.values():
+        for arrays in (run.outputs, run.outputs64):
+            if hasattr(arrays, "close"):
+                arrays.close()
+    return _Outcome(batch, comparisons, diagnosis, stages, run_info.get("schedule"), interrupted,
+                    _exit_code(interrupted, fw_results, comparisons))
 
-    failed_fw = [fw for fw, e in fw_results.items() if e["status"] in ("error", "crashed", "unavailable")]
+
+def _record(entry: dict, run) -> None:
+    """One framework's run into its results.json entry."""
+    entry["status"], entry["error"] = run.status, run.error
+    entry["seconds"] = run.seconds
+    if run.signal or run.timed_out:
+        entry.update(signal=run.signal, returncode=run.returncode, timed_out=run.timed_out)
+    if run.traceback:
+        entry["traceback"] = run.traceback
+    if run.imported is not None:
+        entry["imported"] = run.imported
+    if run.compile_cache is not None:
+        entry["compile_cache"] = run.compile_cache
+    if run.load:
+        entry["device"] = run.load["device"]
+        entry["cache"] = run.load.get("cache")
+        entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
+
+
+def _exit_code(interrupted: bool, fw_results: dict, comparisons: list) -> int:
     if interrupted:
-        code = EXIT_INTERRUPTED
-    elif failed_fw:
-        code = EXIT_FRAMEWORK
-    elif not all(c["passed"] for c in comparisons):
-        code = EXIT_MISMATCH
-    else:
-        code = EXIT_OK
-    results = Results(
-        passed=code == EXIT_OK, exit_code=code, task=task,
-        checkpoint={"path": str(cfg.path), "model_type": ckpt.model_type,
-                    "architectures": ckpt.config.get("architectures"), "labels": _labels(ckpt.config),
-                    "fingerprint": fingerprint["sha256"],
-                    "files": fingerprint["files"]},
-        inputs=batch.describe() if batch is not None else NO_INPUTS,
-        environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
-        config=cfg.to_dict(), frameworks=fw_results, comparisons=comparisons,
-        seconds={**stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()}, diagnosis=diagnosis,
-        schedule=run_info.get("schedule"),
-        complete=not interrupted, interrupted=interrupted,
-    )
-    path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None
-    if interrupted:
-        raise Interrupted(results, path)
-    if cfg.save_replay:
-        from .replay import save
-
-        save(Path(cfg.save_replay), cfg, batch, results)
-    return results
+        return EXIT_INTERRUPTED
+    if any(e["status"] in ("error", "crashed", "unavailable") for e in fw_results.values()):
+        return EXIT_FRAMEWORK
+    if not all(c["passed"] for c in comparisons):
+        return EXIT_MISMATCH
+    return EXIT_OK
 
 
 # inputs of a run interrupted before its batch was built
@@ -242,55 +272,55 @@ def _check_max_length(config: dict, max_length: int) -> None:
                          "(max_position_embeddings in config.json)", f"pass --max-length {limit} or less")
 
 
-def _compare_all(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=None) -> list[dict]:
+def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=None,
+             baseline: dict | None = None) -> list[dict]:
+    """Each framework that ran against its reference, appended to ``comparisons`` as it goes.
+
+    The reference is ``cfg.reference``'s outputs, or with ``baseline`` the framework's own
+    recording (``baseline:<fw>``). Outputs of the chosen groups, the reference's first, then
+    any only the candidate has, in the model's order.
+    """
+    for ref_name, ref_outputs, ref_names, label, fw in _references(cfg, runs, baseline):
+        run = runs[fw]
+        if progress:
+            progress(label, "comparing")
+        names = [n for n in ref_names if group(n) in cfg.outputs]
+        names += [n for n in run.names if n not in ref_names and group(n) in cfg.outputs]
+        comparisons.append(compare_pair(ref_name, fw, ref_outputs, run.outputs, model_order(names),
+                                        tolerance=cfg.tolerance, attention_mask=batch.masks,
+                                        seq2seq=batch.seq2seq))
+    return comparisons
+
+
+def _references(cfg: CheckConfig, runs: dict, baseline: dict | None) -> list[tuple]:
+    """(reference name, its outputs, their names, progress label, candidate) for every comparison to make."""
+    ran = [fw for fw in cfg.frameworks if fw in runs and runs[fw].status == "ok"]
+    if baseline is not None:  # a recording's names are its keys
+        return [(f"baseline:{fw}", baseline[fw], baseline[fw], f"baseline vs {fw}", fw)
+                for fw in ran if fw in baseline]
     ref = runs.get(cfg.reference)
     if ref is None or ref.status != "ok":
-        return comparisons
-    for fw in cfg.frameworks:
-        run = runs.get(fw)
-        if fw == cfg.reference or run is None or run.status != "ok":
-            continue
-        if progress:
-            progress(f"{cfg.reference} vs {fw}", "comparing")
-        names = [n for n in ref.names if group(n) in cfg.outputs]
-        names += [n for n in run.names if n not in ref.names and group(n) in cfg.outputs]
-        comparisons.append(compare_pair(cfg.reference, fw, ref.outputs, run.outputs, model_order(names),
-                                        tolerance=cfg.tolerance, attention_mask=batch.masks,
-                                        seq2seq=batch.seq2seq))
-    return comparisons
+        return []
+    return [(cfg.reference, ref.outputs, ref.names, f"{cfg.reference} vs {fw}", fw)
+            for fw in ran if fw != cfg.reference]
 
 
-
-def _compare_baseline(cfg: CheckConfig, runs: dict, batch, baseline: dict, comparisons: list,
-                      progress=None) -> list[dict]:
-    for fw in cfg.frameworks:
-        run = runs.get(fw)
-        if run is None or run.status != "ok" or fw not in baseline:
-            continue
-        if progress:
-            progress(f"baseline vs {fw}", "comparing")
-        recorded = baseline[fw]
-        names = [n for n in recorded if group(n) in cfg.outputs]
-        names += [n for n in run.names if n not in recorded and group(n) in cfg.outputs]
-        comparisons.append(compare_pair(f"baseline:{fw}", fw, recorded, run.outputs, model_order(names),
-                                        tolerance=cfg.tolerance, attention_mask=batch.masks,
-                                        seq2seq=batch.seq2seq))
-    return comparisons
-
-
-def _use_cache(fw: str, spec: LoadSpec, files: dict) -> None:
-    """Point the spec at a cached conversion, or at where to keep this one."""
+def _use_caches(fw: str, spec: LoadSpec, files: dict) -> None:
+    """Point the spec at a cached conversion (or where to keep this one), and a framework that keeps
+    compiled ops (Flax) at its compile cache."""
     from . import cache
 
-    base = cache.root()
-    if base is None:
-        return
-    entry = cache.key(fw, spec, files, versions())
-    hit = cache.lookup(fw, entry)
-    if hit is not None:
-        spec.cache_hit = str(hit)
-    else:
-        spec.cache_store = str(base / entry)
+    base = cache.root() if spec.converted_from else None
+    if base is not None:
+        entry = cache.key(fw, spec, files, versions())
+        hit = cache.lookup(fw, entry)
+        if hit is not None:
+            spec.cache_hit = str(hit)
+        else:
+            spec.cache_store = str(base / entry)
+    if registry.get(fw).compile_cache:
+        compile_dir = cache.compile_dir()
+        spec.compile_cache = str(compile_dir) if compile_dir else None
 
 
 def _check_writable(folder: Path) -> None:

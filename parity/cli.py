@@ -170,10 +170,10 @@ def _cmd_support(args) -> int:
 
         text = render(args.format, int(args.min_frameworks))
     if args.output:
-        tmp = Path(args.output).with_name(Path(args.output).name + ".tmp")
+        from .atomic import write_atomic
+
         try:
-            tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-            os.replace(tmp, args.output)
+            write_atomic(args.output, text if text.endswith("\n") else text + "\n")
         except OSError as e:
             raise UsageError(f"cannot write {args.output} ({e.strerror})", "pass --output with a writable path") from None
         print(f"wrote {args.output}")

@@ -1,26 +1,29 @@
 """Run the frameworks: each in its own worker process (default) or inline.
 
-Workers start at once and load their models while this process builds the
-batch; they pick the batch up from a file. A worker that dies without a
-report is recorded as ``crashed`` with its exit signal, and the others
-still compare.
+Both go through one serve loop (parity.worker.serve) with one WorkerRequest
+per framework (parity.protocol): a worker process reads it from a file and
+writes its WorkerReport to another; inline mode hands it to serve in this
+process. Workers start at once and load their models while this process
+builds the batch; they pick the batch up from a file. A worker that dies
+without a report is recorded as ``crashed`` with its exit signal, and the
+others still compare.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
 from .inputs import Batch
+from .protocol import WorkerReport, WorkerRequest, f64_path
 from .runners import registry
 from .runners.base import LoadSpec
 
@@ -45,6 +48,15 @@ class FrameworkRun:
     signal: str | None = None       # SIGKILL, SIGSEGV, ... when the worker died of one
     returncode: int | None = None   # the worker's exit status (negative: killed by a signal)
     timed_out: bool = False
+
+    @classmethod
+    def from_report(cls, report: WorkerReport, outputs: Mapping | None = None,
+                    outputs64: Mapping | None = None) -> FrameworkRun:
+        """A served request's run; ``outputs``: the arrays themselves (in memory, or the worker's npz)."""
+        return cls(report.framework, report.status, error=report.error, load=report.load,
+                   seconds=report.seconds, names=list(report.outputs), outputs=outputs,
+                   traceback=report.traceback, explain=report.explain, imported=report.imported,
+                   compile_cache=report.compile_cache, outputs64=outputs64)
 
 
 class RunInterrupted(Exception):
@@ -118,86 +130,74 @@ def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, work
     """
     explain = explain or {}
     progress = progress or _quiet
+    requests = {fw: _request(fw, spec, explain.get(fw), weights_dir) for fw, spec in specs.items()}
     if inline:
-        batch = make_batch()
-        runs = {}
-        try:
-            for fw, spec in specs.items():
-                runs[fw] = _inline(fw, spec, batch, explain.get(fw), progress, weights_dir)
-        except KeyboardInterrupt:
-            raise RunInterrupted(batch, {**runs, **{fw: _interrupted(fw) for fw in specs if fw not in runs}}) \
-                from None
-        return batch, runs
-    return _in_workers(specs, make_batch, Path(workdir), device, explain, timeout, progress, weights_dir, info)
+        return _inline(requests, make_batch, progress)
+    return _in_workers(requests, make_batch, Path(workdir), device, timeout, progress, info)
+
+
+def _request(fw: str, spec: LoadSpec, explain: dict | None, weights_dir: Path | None) -> WorkerRequest:
+    weights_out = str(Path(weights_dir) / f"{fw}.npz") if weights_dir is not None else None
+    return WorkerRequest(fw, spec, explain=explain, weights_out=weights_out)
+
+
+def _inline(requests: dict[str, WorkerRequest], make_batch, progress: Progress):
+    """Every request in this process, one after the other, through the workers' serve loop."""
+    batch = make_batch()
+    runs = {}
+    try:
+        for fw, request in requests.items():
+            runs[fw] = _serve_here(request, batch.arrays, progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted(batch, {**runs, **{fw: _interrupted(fw) for fw in requests if fw not in runs}}) \
+            from None
+    return batch, runs
+
+
+def _serve_here(request: WorkerRequest, arrays=None, progress: Progress = _quiet) -> FrameworkRun:
+    """Serve ``request`` in this process (inline mode): the outputs stay in memory."""
+    from .worker import serve
+
+    def stage(fw: str, name: str) -> None:
+        if name != "loaded":  # a worker's marker file; inline says "running" once the batch is in hand
+            progress(fw, name)
+
+    report = serve(request, arrays=arrays, stage=stage)
+    return FrameworkRun.from_report(report, report.arrays, report.arrays64)
 
 
 def _interrupted(fw: str) -> FrameworkRun:
     return FrameworkRun(fw, "interrupted", error="interrupted (Ctrl-C) before this framework finished")
 
 
+def _worker_command(request: WorkerRequest, path: Path) -> list[str]:
+    """Write ``request`` to ``path``; the command line of the worker process that serves it."""
+    path.write_text(request.to_json())
+    return [sys.executable, "-m", "parity.worker", str(path)]
+
+
 def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inline: bool = False,
                    device: str = "auto") -> FrameworkRun:
     """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``."""
+    request = WorkerRequest(fw, spec, save_to=str(save_to))
     if inline:
-        return _inline(fw, spec, None, None, save_to=save_to)
+        return _serve_here(request)
     from .runners import blocked_packages, frameworks_needed
 
     needed = frameworks_needed(fw, spec)
-    req = {"framework": fw, "spec": asdict(spec), "batch": None, "save_to": str(save_to),
-           "report": str(workdir / f"{fw}.convert.json"), "block_imports": blocked_packages(needed, spec)}
-    req_path = workdir / f"{fw}.convert.request.json"
-    req_path.write_text(json.dumps(req))
+    request.report = str(workdir / f"{fw}.convert.json")
+    request.block_imports = blocked_packages(needed, spec)
+    command = _worker_command(request, workdir / f"{fw}.convert.request.json")
     log_path = workdir / f"{fw}.convert.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.run([sys.executable, "-m", "parity.worker", str(req_path)], stdout=log,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(device, needed, workdir))
-    report_path = Path(req["report"])
+        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              env=child_env(device, needed, workdir))
+    report_path = Path(request.report)
     if not report_path.exists():
         last = _last_line(log_path)
         return FrameworkRun(fw, "crashed", error=f"worker died ({_signal_name(proc.returncode)})"
                             + (f"; last output: {last}" if last else ""))
-    rep = json.loads(report_path.read_text())
-    return FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
-                        traceback=rep.get("traceback"))
-
-
-def _inline(fw: str, spec: LoadSpec, batch: Batch | None, explain: dict | None, progress: Progress = _quiet,
-            weights_dir: Path | None = None, save_to: Path | None = None) -> FrameworkRun:
-    from .runners import runner_class
-    from .worker import error_line
-
-    run = FrameworkRun(fw, "ok")
-    t0 = time.perf_counter()
-    try:
-        progress(fw, "loading")
-        runner = runner_class(fw)(spec)
-        run.seconds["import"] = runner.import_framework()
-        run.load = runner.load().to_dict()
-        run.seconds["load"] = run.load["seconds"]
-        if save_to is not None:
-            runner.save(str(save_to))
-        if weights_dir is not None:
-            from .weights import save as save_weights
-
-            save_weights(runner.export_weights(), Path(weights_dir) / f"{fw}.npz")
-        if batch is None:
-            run.seconds["total"] = time.perf_counter() - t0
-            return run
-        progress(fw, "running")
-        run.outputs = runner.run(batch.arrays)
-        run.seconds["run"] = runner.run_seconds
-        run.names = list(run.outputs)
-        run.compile_cache = getattr(runner, "compile_cache", None)
-        if explain is not None:
-            from .probes import explain as probe
-
-            run.explain, run.outputs64 = probe(runner, batch.arrays, run.outputs, explain.get("float64", False))
-    except Exception as exc:
-        import traceback
-        run.status, run.error, run.traceback = "error", error_line(exc), traceback.format_exc(limit=-8)
-    run.seconds["total"] = time.perf_counter() - t0
-    progress(fw, "done" if run.status == "ok" else run.status)
-    return run
+    return FrameworkRun.from_report(WorkerReport.from_json(report_path.read_text()))
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -210,126 +210,144 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _in_workers(specs, make_batch, workdir: Path, device: str, explain: dict, timeout: float | None = None,
-                progress: Progress = _quiet, weights_dir: Path | None = None, info: dict | None = None):
-    from .runners import blocked_packages, frameworks_needed
-    from .schedule import plan
-
-    batch_path = workdir / "batch.npz"
-    procs, started, ended, timed_out = {}, {}, {}, set()
-    logs = []
+def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, device: str,
+                timeout: float | None = None, progress: Progress = _quiet, info: dict | None = None):
+    """Every request in its own worker process, as many at once as the schedule allows."""
+    workers = _Workers(requests, workdir, device, timeout, progress)
     batch = None
-    sched = plan(specs)
-    pending = list(specs)
-    t0 = time.monotonic()
+    try:
+        workers.fill()
+        batch = make_batch()  # built while the first workers load
+        batch.save(workers.batch_path)
+        workers.watch()
+        workers.stop()
+    except KeyboardInterrupt:
+        finished = {fw for fw in workers.procs if workers.done(fw)}
+        workers.stop()
+        runs = {fw: workers.collect(fw) if fw in finished else _interrupted(fw) for fw in requests}
+        raise RunInterrupted(batch, runs) from None
+    except BaseException:
+        workers.stop()
+        raise
+    finally:
+        workers.close_logs()
+        if info is not None:
+            info["schedule"] = workers.schedule()
+    return batch, {fw: workers.collect(fw) for fw in workers.procs}
 
-    def start(fw: str) -> None:
-        spec = specs[fw]
+
+class _Workers:
+    """The worker processes of one run: started as the schedule allows, watched, stopped, read."""
+
+    def __init__(self, requests: dict[str, WorkerRequest], workdir: Path, device: str, timeout: float | None,
+                 progress: Progress):
+        from .schedule import plan
+
+        self.requests, self.workdir, self.device, self.timeout, self.progress = \
+            requests, workdir, device, timeout, progress
+        self.batch_path = workdir / "batch.npz"
+        self.sched = plan({fw: r.spec for fw, r in requests.items()})
+        self.pending = list(requests)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started, self.ended, self.state = {}, {}, {}
+        self.timed_out: set = set()
+        self.logs: list = []
+        self.t0 = time.monotonic()
+
+    def start(self, fw: str) -> None:
+        from .runners import blocked_packages, frameworks_needed
+
+        spec = self.requests[fw].spec
         needed = frameworks_needed(fw, spec)
-        env = child_env(device, needed, workdir)
-        if sched["max_workers"] > 1:
+        env = child_env(self.device, needed, self.workdir)
+        if self.sched["max_workers"] > 1:
             # Side by side, PyTorch's OpenMP threads spin while they wait and take the CPU the other
             # workers are loading with (MiniLM on 2 cores: pt run 0.9 s -> 0.15 s); same thread
             # count, so the same numbers.
             env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        req = {"framework": fw, "spec": asdict(spec), "batch": str(batch_path),
-               "out": str(workdir / f"{fw}.npz"), "report": str(workdir / f"{fw}.json"),
-               "explain": explain.get(fw), "block_imports": blocked_packages(needed, spec),
-               "loaded": str(workdir / f"{fw}.loaded")}
-        if weights_dir is not None:
-            req["weights_out"] = str(Path(weights_dir) / f"{fw}.npz")
-        req_path = workdir / f"{fw}.request.json"
-        req_path.write_text(json.dumps(req))
-        log = open(workdir / f"{fw}.log", "wb")
-        logs.append(log)
-        procs[fw] = subprocess.Popen([sys.executable, "-m", "parity.worker", str(req_path)],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                     start_new_session=True)
-        started[fw] = time.monotonic()
-        (workdir / f"{fw}.pid").write_text(str(procs[fw].pid))  # for tests that kill a worker
-        state[fw] = "loading"  # shown at once: the batch is built before the loop below looks again
-        progress(fw, "loading")
+        w = self.workdir
+        request = replace(self.requests[fw], batch=str(self.batch_path), out=str(w / f"{fw}.npz"),
+                          report=str(w / f"{fw}.json"), block_imports=blocked_packages(needed, spec),
+                          loaded=str(w / f"{fw}.loaded"))
+        log = open(w / f"{fw}.log", "wb")
+        self.logs.append(log)
+        self.procs[fw] = subprocess.Popen(_worker_command(request, w / f"{fw}.request.json"), stdout=log,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                          start_new_session=True)
+        self.started[fw] = time.monotonic()
+        (w / f"{fw}.pid").write_text(str(self.procs[fw].pid))  # for tests that kill a worker
+        self.state[fw] = "loading"  # shown at once: the batch is built before watch() looks again
+        self.progress(fw, "loading")
 
-    # A worker is done once its report exists (written last, atomically); its interpreter teardown
-    # (TF, JAX) can take seconds more and is cut short below.
-    done = lambda fw: procs[fw].poll() is not None or (workdir / f"{fw}.json").exists()  # noqa: E731
+    def done(self, fw: str) -> bool:
+        # A worker is done once its report exists (written last, atomically); its interpreter
+        # teardown (TF, JAX) can take seconds more and is cut short by stop().
+        return self.procs[fw].poll() is not None or (self.workdir / f"{fw}.json").exists()
 
-    def fill() -> None:
-        while pending and sum(not done(fw) for fw in procs) < sched["max_workers"]:
-            start(pending.pop(0))
+    def fill(self) -> None:
+        while self.pending and sum(not self.done(fw) for fw in self.procs) < self.sched["max_workers"]:
+            self.start(self.pending.pop(0))
 
-    state = {}
-    try:
-        fill()
-        batch = make_batch()  # built while the first workers load
-        batch.save(batch_path)
+    def watch(self) -> None:
+        """Until every worker is done: progress, new workers as others finish, --timeout."""
         while True:
-            for fw in procs:  # loading -> running (the worker's marker file) -> done
-                if done(fw):
-                    now_state = "done" if (workdir / f"{fw}.json").exists() else "crashed"
-                    ended.setdefault(fw, time.monotonic())
-                else:
-                    now_state = "running" if (workdir / f"{fw}.loaded").exists() else "loading"
-                if state.get(fw) != now_state:
-                    state[fw] = now_state
-                    progress(fw, now_state)
-            fill()
-            if not pending and all(done(fw) for fw in procs):
-                break
+            for fw in self.procs:  # loading -> running (the worker's marker file) -> done
+                self._show(fw)
+            self.fill()
+            if not self.pending and all(self.done(fw) for fw in self.procs):
+                return
             now = time.monotonic()
-            for fw, proc in procs.items():
-                if timeout and not done(fw) and now - started[fw] > timeout:
+            for fw, proc in self.procs.items():
+                if self.timeout and not self.done(fw) and now - self.started[fw] > self.timeout:
                     _kill(proc)
-                    timed_out.add(fw)
+                    self.timed_out.add(fw)
             time.sleep(0.05)
-        for proc in procs.values():
-            _kill(proc)
-    except KeyboardInterrupt:
-        finished = {fw for fw, proc in procs.items() if proc.poll() is not None
-                    or (workdir / f"{fw}.json").exists()}
-        for proc in procs.values():
-            _kill(proc)
-        runs = {fw: _collect(fw, procs[fw], workdir, timeout, fw in timed_out) if fw in finished
-                else _interrupted(fw) for fw in specs}
-        raise RunInterrupted(batch, runs) from None
-    except BaseException:
-        for proc in procs.values():
-            _kill(proc)
-        raise
-    finally:
-        for log in logs:
-            log.close()
-        if info is not None:
-            sched["workers"] = {fw: {"started": round(started[fw] - t0, 3),
-                                     "ended": round(ended[fw] - t0, 3) if fw in ended else None} for fw in started}
-            info["schedule"] = sched
-    return batch, {fw: _collect(fw, proc, workdir, timeout, fw in timed_out) for fw, proc in procs.items()}
 
-
-def _collect(fw: str, proc: subprocess.Popen, workdir: Path, timeout, timed_out: bool) -> FrameworkRun:
-    """Read one worker's report; a worker that left none crashed (or was stopped)."""
-    code = proc.returncode
-    sig = _signal_name(code) if code is not None and code < 0 else None
-    report_path = workdir / f"{fw}.json"
-    if timed_out or not report_path.exists():
-        last = _last_line(workdir / f"{fw}.log")
-        if timed_out:
-            why = f"worker stopped after the --timeout of {timeout:g}s ({sig or _signal_name(code)})"
+    def _show(self, fw: str) -> None:
+        if self.done(fw):
+            now_state = "done" if (self.workdir / f"{fw}.json").exists() else "crashed"
+            self.ended.setdefault(fw, time.monotonic())
         else:
-            why = f"worker died ({_signal_name(code)}{_HINTS.get(sig, '')})"
-        return FrameworkRun(fw, "crashed", error=why + (f"; last output: {last}" if last else ""),
-                            signal=sig, returncode=code, timed_out=timed_out)
-    rep = json.loads(report_path.read_text())
-    run = FrameworkRun(fw, rep["status"], rep.get("error"), rep.get("load"), rep.get("seconds", {}),
-                       rep.get("outputs", []), traceback=rep.get("traceback"))
-    run.explain = rep.get("explain")
-    run.imported = rep.get("imported")
-    run.compile_cache = rep.get("compile_cache")
-    if run.status == "ok":
-        run.outputs = np.load(workdir / f"{fw}.npz")
-        if (workdir / f"{fw}.f64.npz").exists():
-            run.outputs64 = np.load(workdir / f"{fw}.f64.npz")
-    return run
+            now_state = "running" if (self.workdir / f"{fw}.loaded").exists() else "loading"
+        if self.state.get(fw) != now_state:
+            self.state[fw] = now_state
+            self.progress(fw, now_state)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            _kill(proc)
+
+    def close_logs(self) -> None:
+        for log in self.logs:
+            log.close()
+
+    def schedule(self) -> dict:
+        """The schedule's plan with each worker's start and end, in seconds from the run's start."""
+        self.sched["workers"] = {fw: {"started": round(self.started[fw] - self.t0, 3),
+                                      "ended": round(self.ended[fw] - self.t0, 3) if fw in self.ended else None}
+                                 for fw in self.started}
+        return self.sched
+
+    def collect(self, fw: str) -> FrameworkRun:
+        """Read one worker's report; a worker that left none crashed (or was stopped)."""
+        code = self.procs[fw].returncode
+        sig = _signal_name(code) if code is not None and code < 0 else None
+        report_path = self.workdir / f"{fw}.json"
+        timed_out = fw in self.timed_out
+        if timed_out or not report_path.exists():
+            last = _last_line(self.workdir / f"{fw}.log")
+            if timed_out:
+                why = f"worker stopped after the --timeout of {self.timeout:g}s ({sig or _signal_name(code)})"
+            else:
+                why = f"worker died ({_signal_name(code)}{_HINTS.get(sig, '')})"
+            return FrameworkRun(fw, "crashed", error=why + (f"; last output: {last}" if last else ""),
+                                signal=sig, returncode=code, timed_out=timed_out)
+        report = WorkerReport.from_json(report_path.read_text())
+        if report.status != "ok":
+            return FrameworkRun.from_report(report)
+        out = self.workdir / f"{fw}.npz"
+        f64 = f64_path(out)
+        return FrameworkRun.from_report(report, np.load(out), np.load(f64) if f64.exists() else None)
 
 
 _HINTS = {"SIGKILL": ": killed from outside, e.g. by the out-of-memory killer",

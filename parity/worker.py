@@ -5,6 +5,8 @@ batch file, runs it, and writes outputs (npz) and a report (json). A request
 may also ask it to save the loaded model (``save_to``: conversion), to export
 its weights (``weights_out``, see parity.weights), or to run no batch. Every
 failure becomes a report; only a crash leaves none, and the parent says so.
+Inline mode runs the same ``serve`` in the parent's process; the request and
+report are parity.protocol's WorkerRequest and WorkerReport.
 
 Test hook: ``PARITY_TEST_FAULT=pt:segfault`` (comma list of
 ``framework:kind[@load]``, kind one of kill, segfault, oom, hang) makes that
@@ -16,14 +18,17 @@ It exists for tests/test_faults.py; nothing else sets it.
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import re
 import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Callable, Mapping
 
+from .atomic import write_atomic
+from .protocol import WorkerReport, WorkerRequest, f64_path
 from .runners import registry
 
 
@@ -38,12 +43,6 @@ def block_imports(names) -> None:
     for name in names:
         if name and name not in sys.modules:
             sys.modules[name] = None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def _wait_for(path: Path, timeout: float) -> None:
@@ -132,66 +131,125 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
 
 
-def serve(request: dict) -> dict:
-    """Do one request; return the report dict (also used by inline mode's tests)."""
-    import numpy as np
+Stage = Callable[[str, str], None]  # (framework, stage): loading, loaded, running, then the status
 
-    from .inputs import Batch
+
+def _quiet(framework: str, stage: str) -> None:
+    pass
+
+
+def serve(request: WorkerRequest, *, arrays: Mapping | None = None, stage: Stage = _quiet) -> WorkerReport:
+    """Do one request in this process: load, keep (save, export), run, probe; return the report.
+
+    Worker processes and inline mode both come here. ``arrays`` is the batch when it is
+    already in memory (inline); otherwise it is read from ``request.batch`` once that file
+    arrives, and a request with neither runs no batch (conversion). ``stage(framework,
+    stage)`` hears ``loading`` (the runner exists), ``loaded``, ``running`` (the batch is
+    in hand) and last the report's status (``done`` when ok). Every failure becomes the
+    report's status; only a crash of the process leaves no report.
+    """
     from .runners import runner_class
-    from .runners.base import LoadSpec
 
-    fw = request["framework"]
-    report = {"framework": fw, "status": "ok", "error": None, "load": None, "seconds": {}, "outputs": []}
+    fw = request.framework
+    report = WorkerReport(fw)
     t0 = time.perf_counter()
     runner = None
     try:
-        runner = runner_class(fw)(LoadSpec(**request["spec"]))
-        fault(fw, "load")
-        report["seconds"]["import"] = runner.import_framework()
-        load = runner.load()
-        report["load"] = load.to_dict()
-        report["seconds"]["load"] = load.seconds
-        if request.get("loaded"):  # progress marker for the parent: loading is over
-            Path(request["loaded"]).touch()
-        if request.get("save_to"):  # conversion: write this framework's checkpoint
-            runner.save(request["save_to"])
-        if request.get("weights_out"):  # weight export for parity.weights.compare
-            from .weights import save as save_weights
-
-            save_weights(runner.export_weights(), request["weights_out"])
-        if not request.get("batch"):
-            report["seconds"]["total"] = time.perf_counter() - t0
-            return report
-        _wait_for(Path(request["batch"]), request.get("batch_timeout", 3600))
-        arrays = Batch.load_arrays(Path(request["batch"]))
-        fault(fw, "run")
-        outputs = runner.run(arrays)
-        report["seconds"]["run"] = runner.run_seconds
-        out = Path(request["out"])
-        tmp = out.with_name(out.name + ".tmp.npz")
-        np.savez(tmp, **outputs)
-        os.replace(tmp, out)
-        report["outputs"] = list(outputs)
-        if request.get("explain"):
-            from .probes import explain
-
-            t1 = time.perf_counter()
-            report["explain"], out64 = explain(runner, arrays, outputs, request["explain"].get("float64", False))
-            if out64 is not None:
-                np.savez(out.with_name(f"{fw}.f64.npz"), **out64)
-            report["seconds"]["explain"] = time.perf_counter() - t1
+        runner = runner_class(fw)(request.spec)
+        stage(fw, "loading")
+        _load(runner, request, report)
+        stage(fw, "loaded")
+        _keep(runner, request)
+        if arrays is None and request.batch:
+            arrays = _read_batch(request)
+        if arrays is not None:
+            stage(fw, "running")
+            _run(runner, request, arrays, report)
     except MemoryError as exc:  # the process cannot go on: a crash, said as such
-        report["status"] = "crashed"
-        report["error"] = f"out of memory ({error_line(exc)})"
-    except Exception as exc:  # every failure is reported, never raised past the worker
-        report["status"] = "error"
-        report["error"] = error_line(exc)
-        report["traceback"] = traceback.format_exc(limit=-8)
-    report["seconds"]["total"] = time.perf_counter() - t0
-    report["imported"] = sorted(fw.main_module for fw in registry.FRAMEWORKS
-                                if sys.modules.get(fw.main_module) is not None)
-    if getattr(runner, "compile_cache", None) is not None:
-        report["compile_cache"] = runner.compile_cache
+        report.status = "crashed"
+        report.error = f"out of memory ({error_line(exc)})"
+    except Exception as exc:  # every failure is reported, never raised past the serve loop
+        report.status = "error"
+        report.error = error_line(exc)
+        report.traceback = traceback.format_exc(limit=-8)
+    report.seconds["total"] = time.perf_counter() - t0
+    report.compile_cache = getattr(runner, "compile_cache", None)
+    stage(fw, "done" if report.status == "ok" else report.status)
+    return report
+
+
+def _load(runner, request: WorkerRequest, report: WorkerReport) -> None:
+    report.seconds["import"] = runner.import_framework()
+    load = runner.load()
+    report.load = load.to_dict()
+    report.seconds["load"] = load.seconds
+
+
+def _keep(runner, request: WorkerRequest) -> None:
+    """What a request asks of the loaded model besides its outputs: a saved checkpoint, its weights."""
+    if request.save_to:  # conversion: write this framework's checkpoint
+        runner.save(request.save_to)
+    if request.weights_out:  # weight export for parity.weights.compare
+        from .weights import save as save_weights
+
+        save_weights(runner.export_weights(), request.weights_out)
+
+
+def _read_batch(request: WorkerRequest) -> dict:
+    from .inputs import Batch
+
+    _wait_for(Path(request.batch), request.batch_timeout)
+    return Batch.load_arrays(Path(request.batch))
+
+
+def _run(runner, request: WorkerRequest, arrays: Mapping, report: WorkerReport) -> None:
+    """The batch, then (``request.explain``) the --explain probes; outputs to ``request.out`` when set."""
+    outputs = runner.run(arrays)
+    report.seconds["run"] = runner.run_seconds
+    report.arrays = outputs
+    if request.out:
+        _save_npz(request.out, outputs)
+    report.outputs = list(outputs)
+    if request.explain:
+        from .probes import explain
+
+        t1 = time.perf_counter()
+        report.explain, report.arrays64 = explain(runner, arrays, outputs, request.explain.get("float64", False))
+        if report.arrays64 is not None and request.out:
+            _save_npz(f64_path(request.out), report.arrays64)
+        report.seconds["explain"] = time.perf_counter() - t1
+
+
+def _save_npz(path, arrays: Mapping) -> None:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getbuffer())
+
+
+def _process_stage(request: WorkerRequest) -> Stage:
+    """A worker process's stages: the test hook (``fault``) and the parent's loaded marker."""
+    def stage(fw: str, name: str) -> None:
+        if name == "loading":
+            fault(fw, "load")
+        elif name == "loaded" and request.loaded:  # progress marker for the parent: loading is over
+            Path(request.loaded).touch()
+        elif name == "running":
+            fault(fw, "run")
+    return stage
+
+
+def serve_file(path: Path) -> WorkerReport:
+    """One worker process request: read its file, serve it, write the report file (last, atomically)."""
+    request = WorkerRequest.from_json(Path(path).read_text())
+    block_imports(request.block_imports)
+    report = serve(request, stage=_process_stage(request))
+    report.imported = sorted(fw.main_module for fw in registry.FRAMEWORKS
+                             if sys.modules.get(fw.main_module) is not None)
+    times = os.times()  # this process, every thread: where the CPU of a side-by-side run went
+    report.seconds["cpu"] = round(times.user + times.system, 3)
+    write_atomic(request.report, report.to_json())
     return report
 
 
@@ -201,12 +259,7 @@ def main(argv=None) -> int:
     import faulthandler
 
     faulthandler.enable()  # a native crash leaves "Fatal Python error: ..." and the Python stack in the log
-    request = json.loads(Path(argv[0]).read_text())
-    block_imports(request.get("block_imports", []))
-    report = serve(request)
-    times = os.times()  # this process, every thread: where the CPU of a side-by-side run went
-    report["seconds"]["cpu"] = round(times.user + times.system, 3)
-    _write_json(Path(request["report"]), report)
+    serve_file(Path(argv[0]))
     return 0
 
 
