@@ -71,11 +71,11 @@ class _Absent:
 ABSENT = _Absent()
 
 
-def key(doc: str, default=MISSING, *, factory=MISSING, omit_none: bool = False, of=None):
-    """A record field: ``doc`` goes into docs/results-schema.md. ``default=ABSENT``: the key is
-    written only when set; ``omit_none``: not written while None; ``of=(kind, Record)``: the value
-    is that record, or a "list" or "dict" of them."""
-    meta = {"doc": doc, "omit_none": omit_none, "of": of}
+def key(doc: str, default=MISSING, *, factory=MISSING, omit_none: bool = False, of=None, written=None):
+    """A record field: ``doc`` (and ``written``, when it is written) go into docs/results-schema.md.
+    ``default=ABSENT``: the key is written only when set; ``omit_none``: not written while None;
+    ``of=(kind, Record)``: the value is that record, or a "list" or "dict" of them."""
+    meta = {"doc": doc, "omit_none": omit_none, "of": of, "written": written}
     if factory is not MISSING:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -204,6 +204,12 @@ class FrameworkEntry(Record):
     extra: dict = field(default_factory=dict, repr=False)
 
 
+def _metric(doc: str):
+    """A metric of OutputComparison: written for every compared output, absent from the row of an
+    output missing on one side."""
+    return key(doc, ABSENT, written="compared outputs")
+
+
 @record
 class OutputComparison(Record):
     """One output of one pair (`comparisons[].outputs[]`). An output present on one side only has
@@ -215,20 +221,19 @@ class OutputComparison(Record):
                        "and none is NaN or Inf")
     atol: float = key("the absolute tolerance applied")
     rtol: float = key("the relative tolerance applied")
-    max_abs_diff: float | None = key("greatest |candidate - reference| over counted finite elements", ABSENT)
-    max_rel_diff: float | None = key("greatest |candidate - reference| / |reference| over non-zero references",
-                                     ABSENT)
-    mean_abs_diff: float | None = key("mean |candidate - reference| over counted finite elements", ABSENT)
-    cosine: float | None = key("cosine similarity of the counted finite elements", ABSENT)
-    mismatched: int = key("counted elements outside the tolerance (NaN and Inf included)", ABSENT)
-    total: int = key("counted elements (padded positions excluded)", ABSENT)
-    mismatched_share: float = key("mismatched / total", ABSENT)
-    worst_index: list | None = key("index of the greatest absolute difference (of the first NaN or Inf when "
-                                   "there is one)", ABSENT)
-    required_atol: float | None = key("the smallest atol that passes at this rtol (null when NaN or Inf decide)",
-                                      ABSENT)
-    nonfinite: dict = key("NaN and Inf counts among counted elements: `reference`, `candidate`", ABSENT)
-    masked: bool = key("whether padded positions were excluded", ABSENT)
+    max_abs_diff: float | None = _metric("greatest |candidate - reference| over counted finite elements")
+    max_rel_diff: float | None = _metric("greatest |candidate - reference| / |reference| over non-zero references")
+    mean_abs_diff: float | None = _metric("mean |candidate - reference| over counted finite elements")
+    cosine: float | None = _metric("cosine similarity of the counted finite elements")
+    mismatched: int = _metric("counted elements outside the tolerance (NaN and Inf included)")
+    total: int = _metric("counted elements (padded positions excluded)")
+    mismatched_share: float = _metric("mismatched / total")
+    worst_index: list | None = _metric("index of the greatest absolute difference (of the first NaN or Inf "
+                                       "when there is one)")
+    required_atol: float | None = _metric("the smallest atol that passes at this rtol (null when NaN or Inf "
+                                          "decide)")
+    nonfinite: dict = _metric("NaN and Inf counts among counted elements: `reference`, `candidate`")
+    masked: bool = _metric("whether padded positions were excluded")
     error: str | None = key("why the output could not be compared (shape mismatch, missing on one side)", None)
     candidate_shape: list = key("shape mismatch only: the candidate's shape", ABSENT)
     padded: dict = key("masked outputs: the excluded positions apart from the verdict: `positions`, "
@@ -347,13 +352,16 @@ SCHEMA_DOC = "docs/results-schema.md"
 
 def _field_row(f) -> str:
     kind = f.type.replace(" | None", " or null")
-    if f.default is ABSENT:
+    if f.metadata.get("written"):
+        when = f.metadata["written"]
+    elif f.default is ABSENT:
         when = "optional"
     elif f.metadata.get("omit_none"):
         when = "omitted while null"
     else:
         when = "always"
-    return f"| `{f.name}` | {kind} | {when} | {f.metadata['doc']} |"
+    doc = f.metadata["doc"].replace("|", "\\|")  # a bar inside a cell would end it
+    return f"| `{f.name}` | {kind} | {when} | {doc} |"
 
 
 def schema_markdown() -> str:
