@@ -15,7 +15,7 @@ from .config import CheckConfig
 from .errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, UsageError
 from .executor import RunInterrupted, execute
 from .outputs import group, model_order
-from .results import Results, environment, versions
+from .results import FrameworkEntry, Results, environment, versions
 from .runners import registry, runner_class
 from .runners.base import LoadSpec
 
@@ -124,9 +124,7 @@ def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: 
     fw_results: dict[str, dict] = {}
     specs: dict[str, LoadSpec] = {}
     for fw in cfg.frameworks:
-        entry = {"status": None, "error": None, "class_name": classes[fw], "weights": None,
-                 "converted_from": None, "via": None, "device": None,
-                 "load": {"missing": [], "unexpected": [], "mismatched": [], "notes": []}, "seconds": {}}
+        entry = FrameworkEntry(class_name=classes[fw]).to_dict()  # filled in below; Results types it
         fw_results[fw] = entry
         if not classes[fw]:
             entry["status"] = "unsupported"

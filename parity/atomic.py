@@ -8,6 +8,9 @@ cache writer should go through here.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -25,3 +28,51 @@ def write_atomic(path, data: str | bytes, encoding: str = "utf-8") -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def temp_dir(beside, name: str | None = None):
+    """A fresh folder next to ``beside`` (same filesystem, so renaming it into place is atomic),
+    removed with whatever is left in it on the way out. ``name``: its name (a stale one from a
+    killed run is cleared first); else a unique ``.tmp-*``."""
+    parent = Path(beside).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if name is None:
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    else:
+        tmp = parent / name
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_dir(tmp, target, *, replace: bool) -> bool:
+    """Move a finished folder into place with one rename: readers see the old folder or the new one.
+
+    ``replace``: an existing ``target`` is removed first. Otherwise an existing one wins and the
+    answer is False (a concurrent writer got there first)."""
+    if replace:
+        if Path(target).exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+        return True
+    try:
+        os.rename(tmp, target)
+        return True
+    except OSError:
+        return False
+
+
+def remove_dir(folder) -> None:
+    """Rename the folder aside, then delete it: readers never see a half-deleted one."""
+    folder = Path(folder)
+    trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
+    try:
+        os.rename(folder, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)

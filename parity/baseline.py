@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import publish_dir, temp_dir
 from .config import CheckConfig
 from .errors import UsageError
-from .outputs import GROUPS
+from .outputs import GROUPS, group
 
 SCHEMA_VERSION = 1
 KIND = "parity-baseline"
@@ -74,7 +74,6 @@ def record(cfg: CheckConfig, out, *, say=print):
     failed run leaves nothing half-written.
     """
     from . import inputs, tasks
-    from .api import run_check
     from .checkpoint import Checkpoint
 
     out = Path(out)
@@ -89,48 +88,43 @@ def record(cfg: CheckConfig, out, *, say=print):
     say(f"baseline size estimate: {human(est)} ({len(cfg.frameworks)} framework(s) x outputs "
         f"{','.join(cfg.outputs)}, inputs {list(shape)}, float32)")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    kept: dict[str, list] = {}
-
-    def keep(fw, outputs):
-        names = [n for n in outputs if _group(n) in cfg.outputs]
-        np.savez(tmp / outputs_file(fw), **{n: np.asarray(outputs[n], dtype=np.float32) for n in names})
-        kept[fw] = names
-
-    try:
-        single = len(cfg.frameworks) < 2
-        results = run_check(cfg, batch=batch, baseline={} if single else None, on_outputs=keep)
-        np.savez(tmp / INPUTS, **batch.arrays)
-        meta = {
-            "schema_version": SCHEMA_VERSION, "kind": KIND,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "task": results.task, "checkpoint": {**results.checkpoint, "abs_path": str(Path(cfg.path).resolve())}, "inputs": results.inputs,
-            "environment": results.environment, "config": results.config, "outputs": list(cfg.outputs),
-            "frameworks": {fw: {**{k: e.get(k) for k in ("status", "class_name", "weights", "converted_from",
-                                                           "via", "device")},
-                                "file": outputs_file(fw) if fw in kept else None, "outputs": kept.get(fw, [])}
-                           for fw, e in results.frameworks.items()},
-        }
-        if not kept:
-            raise UsageError("no framework produced outputs, nothing to record",
-                             "see the framework errors above (or run parity check) and fix them first")
-        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with temp_dir(out, f".{out.name}.{os.getpid()}.partial") as tmp:
+        results = _record_into(tmp, cfg, batch)
+        publish_dir(tmp, out, replace=True)
     size = sum(f.stat().st_size for f in out.iterdir())
     return results, size
 
 
-def _group(name):
-    from .outputs import group
+def _record_into(tmp: Path, cfg: CheckConfig, batch):
+    """Run the check and write the baseline's files into the folder ``tmp``; returns the Results."""
+    from .api import run_check
 
-    return group(name)
+    kept: dict[str, list] = {}
+
+    def keep(fw, outputs):
+        names = [n for n in outputs if group(n) in cfg.outputs]
+        np.savez(tmp / outputs_file(fw), **{n: np.asarray(outputs[n], dtype=np.float32) for n in names})
+        kept[fw] = names
+
+    single = len(cfg.frameworks) < 2
+    results = run_check(cfg, batch=batch, baseline={} if single else None, on_outputs=keep)
+    np.savez(tmp / INPUTS, **batch.arrays)
+    meta = {
+        "schema_version": SCHEMA_VERSION, "kind": KIND,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": results.task, "checkpoint": {**results.checkpoint, "abs_path": str(Path(cfg.path).resolve())},
+        "inputs": results.inputs,
+        "environment": results.environment, "config": results.config, "outputs": list(cfg.outputs),
+        "frameworks": {fw: {**{k: e.get(k) for k in ("status", "class_name", "weights", "converted_from",
+                                                       "via", "device")},
+                            "file": outputs_file(fw) if fw in kept else None, "outputs": kept.get(fw, [])}
+                       for fw, e in results.frameworks.items()},
+    }
+    if not kept:
+        raise UsageError("no framework produced outputs, nothing to record",
+                         "see the framework errors above (or run parity check) and fix them first")
+    (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return results
 
 
 class Baseline:

@@ -22,11 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from .atomic import publish_dir, remove_dir, temp_dir, write_atomic
 from .runners import registry
 
 FORMAT = 1
@@ -102,11 +101,8 @@ def file_digest(path: Path) -> str:
     after = path.stat()
     settled = started - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_SECONDS * 1e9
     if settled and [after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns] == stamp:
-        try:
-            record.parent.mkdir(parents=True, exist_ok=True)
-            tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"path": str(path.resolve()), "stamp": stamp, "sha256": digest}))
-            os.replace(tmp, record)  # readers see the old record or the new one, never half of one
+        try:  # readers see the old record or the new one, never half of one
+            write_atomic(record, json.dumps({"path": str(path.resolve()), "stamp": stamp, "sha256": digest}))
         except OSError:
             pass  # a read-only cache costs only the hashing
     return digest
@@ -127,7 +123,7 @@ def lookup(framework: str, entry_key: str) -> Path | None:
         if weights.stat().st_size != meta["bytes"] or file_digest(weights) != meta["sha256"]:
             raise ValueError("weights do not match meta.json")
     except (OSError, ValueError, KeyError):
-        _remove(folder)
+        remove_dir(folder)
         return None
     return folder
 
@@ -139,28 +135,10 @@ def load_meta(folder) -> dict:
 def store(framework: str, folder: Path, save, load_report: dict) -> bool:
     """Write an entry: ``save(tmp)`` writes the native checkpoint; True when this call's copy landed."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    try:
+    with temp_dir(folder) as tmp:
         save(tmp)
         weights = tmp / registry.get(framework).native_file
         meta = {"format": FORMAT, "framework": framework, "bytes": weights.stat().st_size,
                 "sha256": sha256(weights), "load": load_report}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, folder)  # atomic; fails when another writer got there first
-            return True
-        except OSError:
-            return False
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _remove(folder: Path) -> None:
-    trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
-    try:
-        os.rename(folder, trash)  # readers never see half-deleted entries
-    except OSError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
+        return publish_dir(tmp, folder, replace=False)  # False when another writer got there first

@@ -7,11 +7,13 @@ Inf fail explicitly and are never zeroed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 import numpy as np
 
 from . import outputs as outnames
+from .results import OutputComparison, PairComparison
 
 
 # 2-D outputs with one value per token; every other 2-D output (pooled states,
@@ -22,7 +24,7 @@ TOKEN_LEVEL_2D = {"start_logits", "end_logits"}
 def stack_of(name: str, seq2seq: bool = False) -> str:
     """Which padding mask an output follows: encoder, decoder, cross (decoder queries over
     encoder keys) or none (vision towers have no padding)."""
-    base = name.split(".", 1)[0]
+    base = outnames.base(name)
     if "vision" in base or base.startswith("image_"):
         return "none"
     if base == "past_key_values":
@@ -101,7 +103,7 @@ def token_axes(name: str, shape: tuple, tokens: tuple | None) -> tuple | None:
     b, t = tokens
     if outnames.group(name) == "attentions":
         return (1, 3) if len(shape) == 4 and shape[2] == t and shape[3] == t else None
-    if shape[1] == t and (len(shape) >= 3 or name.split(".")[0] in TOKEN_LEVEL_2D):
+    if shape[1] == t and (len(shape) >= 3 or outnames.base(name) in TOKEN_LEVEL_2D):
         return tuple(range(2, len(shape)))
     return None
 
@@ -125,125 +127,162 @@ def _blocks(shape: tuple):
         yield slice(start, start + step), start * row
 
 
-def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
-                  valid: np.ndarray | None = None, tokens: tuple | None = None) -> dict:
-    """Compare one candidate tensor with its reference; return the metrics dict.
+@dataclass
+class _RunningMetrics:
+    """compare_array's metrics accumulated block by block: sums, maxima and counts, which combine
+    exactly, so the blocks give the one-pass numbers."""
 
-    The work is done in float64 block by block along the first axis (the metrics
-    are sums, maxima and counts, so they combine exactly), which keeps time and
-    memory linear in the tensor's size. With ``tokens=(batch, length)`` a
-    token-aligned output also gets a private ``_per_token`` entry (max abs diff
-    per batch row and token, None where padded) that compare_pair keeps for the
-    worst output only.
-    """
-    a_all = np.asarray(actual)
-    b_all = np.asarray(expected)
-    result = {
-        "name": name, "shape": list(b_all.shape), "passed": False,
-        "atol": float(atol), "rtol": float(rtol),
-        "max_abs_diff": None, "max_rel_diff": None, "mean_abs_diff": None,
-        "cosine": None, "mismatched": 0, "total": 0, "mismatched_share": 0.0,
-        "worst_index": None, "required_atol": None,
-        "nonfinite": {"reference": 0, "candidate": 0}, "masked": valid is not None,
-        "error": None,
-    }
-    if a_all.shape != b_all.shape:
-        result["error"] = f"shape mismatch: candidate {list(a_all.shape)} vs reference {list(b_all.shape)}"
-        result["candidate_shape"] = list(a_all.shape)
-        return result
-    shape = b_all.shape
-    keep_all = np.ones(shape, bool) if valid is None else np.broadcast_to(valid, shape)
-    axes = token_axes(name, shape, tokens)
-    total = bad_ref = bad_cand = n_bad = n_both = 0
-    diff_sum = dot = sq_a = sq_b = 0.0
-    best, best_flat, max_rel, required, first_bad = -1.0, 0, None, None, None
-    pad_n = pad_both = 0
-    pad_max = None
-    tok_vals, tok_counted, tok_bad = [], [], []
-    for index, offset in _blocks(shape):
-        a = a_all[index].astype(np.float64)
-        b = b_all[index].astype(np.float64)
-        keep = keep_all[index]
+    atol: float
+    rtol: float
+    masked: bool             # padded positions are excluded: measure them apart
+    axes: tuple | None       # token_axes: also keep the max abs diff per (batch row, token)
+    total: int = 0
+    bad_ref: int = 0
+    bad_cand: int = 0
+    n_bad: int = 0
+    n_both: int = 0
+    diff_sum: float = 0.0
+    dot: float = 0.0
+    sq_a: float = 0.0
+    sq_b: float = 0.0
+    best: float = -1.0
+    best_flat: int = 0
+    max_rel: float | None = None
+    required: float | None = None
+    first_bad: int | None = None
+    pad_n: int = 0
+    pad_both: int = 0
+    pad_max: float | None = None
+    tok_vals: list = field(default_factory=list)
+    tok_counted: list = field(default_factory=list)
+    tok_bad: list = field(default_factory=list)
+
+    def add(self, a_block, b_block, keep, offset: int) -> None:
+        """One block, upcast to float64 here so that its temporaries are freed on return."""
+        a = a_block.astype(np.float64)
+        b = b_block.astype(np.float64)
         fin_a, fin_b = np.isfinite(a), np.isfinite(b)
         bad_a = keep & ~fin_a
         bad_b = keep & ~fin_b
         both = keep & fin_a & fin_b
-        total += int(keep.sum())
-        bad_ref, bad_cand = bad_ref + int(bad_b.sum()), bad_cand + int(bad_a.sum())
+        self.total += int(keep.sum())
+        self.bad_ref, self.bad_cand = self.bad_ref + int(bad_b.sum()), self.bad_cand + int(bad_a.sum())
         absb = np.abs(np.where(both, b, 0.0))
         diff = np.where(both, np.abs(a - b), 0.0)
-        n_bad += int(((both & (diff > atol + rtol * absb)) | bad_a | bad_b).sum())
+        self.n_bad += int(((both & (diff > self.atol + self.rtol * absb)) | bad_a | bad_b).sum())
         local = int(np.argmax(diff)) if diff.size else 0
-        if diff.size and diff.flat[local] > best:  # strict: the first occurrence wins, as one argmax would
-            best, best_flat = float(diff.flat[local]), offset + local
+        if diff.size and diff.flat[local] > self.best:  # strict: the first occurrence wins, as one argmax would
+            self.best, self.best_flat = float(diff.flat[local]), offset + local
         if both.any():
-            n_both += int(both.sum())
-            diff_sum += float(diff.sum())
-            nz = both & (absb > 0)
-            if nz.any():
-                max_rel = max(max_rel or 0.0, float((diff[nz] / absb[nz]).max()))
-            elif max_rel is None:
-                max_rel = 0.0
-            va, vb = a[both], b[both]
-            dot, sq_a, sq_b = dot + float(np.dot(va, vb)), sq_a + float(np.dot(va, va)), sq_b + float(np.dot(vb, vb))
-            required = max(required if required is not None else -np.inf, float((diff - rtol * absb)[both].max()))
+            self._add_finite(a, b, both, diff, absb)
         bad = bad_a | bad_b
-        if first_bad is None and bad.any():
-            first_bad = offset + int(np.argmax(bad))
-        if valid is not None:
-            padded = ~keep
-            finite_pad = padded & fin_a & fin_b
-            pad_n, pad_both = pad_n + int(padded.sum()), pad_both + int(finite_pad.sum())
-            if finite_pad.any():
-                pad_max = max(pad_max or 0.0, float(np.abs(a[finite_pad] - b[finite_pad]).max()))
-        if axes is not None:
+        if self.first_bad is None and bad.any():
+            self.first_bad = offset + int(np.argmax(bad))
+        if self.masked:
+            self._add_padded(a, b, ~keep & fin_a & fin_b, ~keep)
+        if self.axes is not None:
             # Reuses diff (0 where padded or non-finite): heat-map data at no extra pass over the inputs.
-            tok_vals.append(diff.max(axis=axes) if axes else diff)
-            tok_counted.append(keep.any(axis=axes) if axes else keep)
-            tok_bad.append(bad.any(axis=axes) if axes else bad)
-        del a, b, diff, absb, fin_a, fin_b, both, bad_a, bad_b
+            axes = self.axes
+            self.tok_vals.append(diff.max(axis=axes) if axes else diff)
+            self.tok_counted.append(keep.any(axis=axes) if axes else keep)
+            self.tok_bad.append(bad.any(axis=axes) if axes else bad)
 
-    result["total"] = total
-    result["nonfinite"] = {"reference": bad_ref, "candidate": bad_cand}
-    result["mismatched"] = n_bad
-    result["mismatched_share"] = (n_bad / total) if total else 0.0
-    any_bad = first_bad is not None
-    if n_both:
-        result["max_abs_diff"] = best
-        result["worst_index"] = [int(i) for i in np.unravel_index(best_flat, shape)]
-        result["mean_abs_diff"] = diff_sum / n_both
-        result["max_rel_diff"] = max_rel
-        na, nb = float(np.sqrt(sq_a)), float(np.sqrt(sq_b))
-        result["cosine"] = 1.0 if na == 0 and nb == 0 else (float(dot / (na * nb)) if na and nb else 0.0)
-        if not any_bad:
-            # The smallest atol that passes at this rtol (None when NaN/Inf decide).
-            result["required_atol"] = float(max(required, 0.0))
-    elif total and not any_bad:
-        result["required_atol"] = 0.0
-    if total == 0:
-        result["required_atol"] = 0.0
-    if any_bad:
-        result["worst_index"] = [int(i) for i in np.unravel_index(first_bad, shape)]
-    result["passed"] = n_bad == 0
-    if valid is not None:
-        # Error on the excluded (padded) positions, reported apart from the verdict:
-        # a large error here and none elsewhere is a padding artefact, not a bug.
-        result["padded"] = {"positions": pad_n, "max_abs_diff": pad_max if pad_both else None,
-                            "nonfinite": pad_n - pad_both}
-    if axes is not None:
-        per_tok = np.concatenate(tok_vals) if len(tok_vals) > 1 else tok_vals[0]
-        counted = np.concatenate(tok_counted) if len(tok_counted) > 1 else tok_counted[0]
-        bad_tok = np.concatenate(tok_bad) if len(tok_bad) > 1 else tok_bad[0]
-        result["_per_token"] = {
+    def _add_finite(self, a, b, both, diff, absb) -> None:
+        """Sums over the counted elements finite on both sides: mean, relative, cosine, required atol."""
+        self.n_both += int(both.sum())
+        self.diff_sum += float(diff.sum())
+        nz = both & (absb > 0)
+        if nz.any():
+            self.max_rel = max(self.max_rel or 0.0, float((diff[nz] / absb[nz]).max()))
+        elif self.max_rel is None:
+            self.max_rel = 0.0
+        va, vb = a[both], b[both]
+        self.dot, self.sq_a, self.sq_b = (self.dot + float(np.dot(va, vb)), self.sq_a + float(np.dot(va, va)),
+                                          self.sq_b + float(np.dot(vb, vb)))
+        required = self.required if self.required is not None else -np.inf
+        self.required = max(required, float((diff - self.rtol * absb)[both].max()))
+
+    def _add_padded(self, a, b, finite_pad, padded) -> None:
+        self.pad_n, self.pad_both = self.pad_n + int(padded.sum()), self.pad_both + int(finite_pad.sum())
+        if finite_pad.any():
+            self.pad_max = max(self.pad_max or 0.0, float(np.abs(a[finite_pad] - b[finite_pad]).max()))
+
+    def fill(self, row: OutputComparison, shape: tuple) -> None:
+        """Write the verdict and the metrics into ``row``."""
+        row.total = self.total
+        row.nonfinite = {"reference": self.bad_ref, "candidate": self.bad_cand}
+        row.mismatched = self.n_bad
+        row.mismatched_share = (self.n_bad / self.total) if self.total else 0.0
+        any_bad = self.first_bad is not None
+        if self.n_both:
+            row.max_abs_diff = self.best
+            row.worst_index = [int(i) for i in np.unravel_index(self.best_flat, shape)]
+            row.mean_abs_diff = self.diff_sum / self.n_both
+            row.max_rel_diff = self.max_rel
+            na, nb = float(np.sqrt(self.sq_a)), float(np.sqrt(self.sq_b))
+            row.cosine = 1.0 if na == 0 and nb == 0 else (float(self.dot / (na * nb)) if na and nb else 0.0)
+            if not any_bad:
+                # The smallest atol that passes at this rtol (None when NaN/Inf decide).
+                row.required_atol = float(max(self.required, 0.0))
+        elif self.total and not any_bad:
+            row.required_atol = 0.0
+        if self.total == 0:
+            row.required_atol = 0.0
+        if any_bad:
+            row.worst_index = [int(i) for i in np.unravel_index(self.first_bad, shape)]
+        row.passed = self.n_bad == 0
+        if self.masked:
+            # Error on the excluded (padded) positions, reported apart from the verdict:
+            # a large error here and none elsewhere is a padding artefact, not a bug.
+            row.padded = {"positions": self.pad_n, "max_abs_diff": self.pad_max if self.pad_both else None,
+                          "nonfinite": self.pad_n - self.pad_both}
+        if self.axes is not None:
+            row.per_token = self.per_token()
+
+    def per_token(self) -> dict:
+        """Max abs diff per (batch row, token), 3 significant digits, None where nothing counted."""
+        join = lambda parts: np.concatenate(parts) if len(parts) > 1 else parts[0]  # noqa: E731
+        per_tok, counted, bad_tok = join(self.tok_vals), join(self.tok_counted), join(self.tok_bad)
+        return {
             "values": [[_sig(v) if c else None for v, c in zip(rv, rc)] for rv, rc in zip(per_tok, counted)],
             "nonfinite": [[int(i), int(j)] for i, j in zip(*np.nonzero(bad_tok))],
         }
-    return result
+
+
+def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
+                  valid: np.ndarray | None = None, tokens: tuple | None = None) -> OutputComparison:
+    """Compare one candidate tensor with its reference; return its row of results.json.
+
+    The work is done in float64 block by block along the first axis (the metrics
+    are sums, maxima and counts, so they combine exactly), which keeps time and
+    memory linear in the tensor's size. With ``tokens=(batch, length)`` a
+    token-aligned output also gets ``per_token`` (max abs diff per batch row and
+    token, None where padded; not written to results.json) that compare_pair
+    keeps for the worst output only.
+    """
+    a_all = np.asarray(actual)
+    b_all = np.asarray(expected)
+    row = OutputComparison(
+        name=name, shape=list(b_all.shape), passed=False, atol=float(atol), rtol=float(rtol),
+        max_abs_diff=None, max_rel_diff=None, mean_abs_diff=None, cosine=None, mismatched=0, total=0,
+        mismatched_share=0.0, worst_index=None, required_atol=None,
+        nonfinite={"reference": 0, "candidate": 0}, masked=valid is not None, error=None)
+    if a_all.shape != b_all.shape:
+        row.error = f"shape mismatch: candidate {list(a_all.shape)} vs reference {list(b_all.shape)}"
+        row.candidate_shape = list(a_all.shape)
+        return row
+    shape = b_all.shape
+    keep_all = np.ones(shape, bool) if valid is None else np.broadcast_to(valid, shape)
+    running = _RunningMetrics(atol=atol, rtol=rtol, masked=valid is not None, axes=token_axes(name, shape, tokens))
+    for index, offset in _blocks(shape):
+        running.add(a_all[index], b_all[index], keep_all[index], offset)
+    running.fill(row, shape)
+    return row
 
 
 def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping,
                  names: Iterable[str], *, tolerance, attention_mask=None,
-                 exclude_padding: bool = True, seq2seq: bool = False) -> dict:
+                 exclude_padding: bool = True, seq2seq: bool = False) -> PairComparison:
     """Compare every named output of one pair, streaming one tensor at a time.
 
     ``tolerance(name) -> (atol, rtol)``. Outputs present on one side only are
@@ -265,8 +304,8 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
             continue
         if name not in ref_outputs or name not in cand_outputs:
             side = reference if name not in ref_outputs else candidate
-            rows.append({"name": name, "shape": None, "passed": False, "atol": atol, "rtol": rtol,
-                         "error": f"output missing from {side}"})
+            rows.append(OutputComparison(name=name, shape=None, passed=False, atol=atol, rtol=rtol,
+                                         error=f"output missing from {side}"))
             continue
         b = ref_outputs[name]
         a = cand_outputs[name]
@@ -274,18 +313,18 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
         # The heat map is over the encoder's (batch, token) grid: only outputs on that grid feed it.
         on_grid = tokens if stack_of(name, seq2seq) == "encoder" and outnames.group(name) != "cache" else None
         row = compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask, tokens=on_grid)
-        per_tok = row.pop("_per_token", None)
+        per_tok, row.per_token = row.per_token, None
         if per_tok is not None:
             # NaN/Inf outrank any finite difference.
-            score = float("inf") if per_tok["nonfinite"] else (row["max_abs_diff"] or 0.0)
+            score = float("inf") if per_tok["nonfinite"] else (row.max_abs_diff or 0.0)
             if worst is None or score > worst[0]:
                 worst = (score, row, per_tok)
         rows.append(row)
         del a, b
-    first = next((r["name"] for r in rows if not r["passed"]), None)
+    first = next((r.name for r in rows if not r.passed), None)
     token_error = None
     if worst is not None:
-        token_error = {"output": worst[1]["name"], "max_abs_diff": worst[1]["max_abs_diff"],
+        token_error = {"output": worst[1].name, "max_abs_diff": worst[1].max_abs_diff,
                        "reduction": "max abs diff over every other axis", **worst[2]}
-    return {"reference": reference, "candidate": candidate, "passed": first is None,
-            "first_divergence": first, "outputs": rows, "token_error": token_error, "not_compared": skipped}
+    return PairComparison(reference=reference, candidate=candidate, passed=first is None, first_divergence=first,
+                          outputs=rows, token_error=token_error, not_compared=skipped)

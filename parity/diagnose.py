@@ -10,24 +10,23 @@ from __future__ import annotations
 import re
 
 from .compare import compare_array, valid_mask
-from .outputs import model_order
+from .outputs import layer_of, model_order
+from .report.common import SHORT, num
 
-_HIDDEN = re.compile(r"^(?P<prefix>[a-z_]*?)hidden_states\.(?P<n>\d+)$")
-_ATTN = re.compile(r"^(?P<prefix>[a-z_]*?)attentions\.(?P<n>\d+)$")
 _LAYER_OF_WEIGHT = re.compile(r"(?:^|[./])(?:layer|layers|h|block|blocks)[./_]+(\d+)(?:[./]|$)")
 DRIFT_RATIO = 10.0  # one side this much farther from the float64 oracle than the other has drifted
 
 
 def stage(name: str) -> str:
     """Human place of an output in the forward pass."""
-    m = _HIDDEN.match(name)
-    if m:
-        n, prefix = int(m.group("n")), m.group("prefix").replace("_", " ")
-        return f"{prefix}embeddings" if n == 0 else f"{prefix}layer {n - 1} output"
-    m = _ATTN.match(name)
-    if m:
-        return f"{m.group('prefix').replace('_', ' ')}layer {int(m.group('n'))} attention"
-    return "head"
+    layer = layer_of(name)
+    if layer is None:
+        return "head"
+    prefix, kind, n = layer
+    prefix = prefix.replace("_", " ")
+    if kind == "attentions":
+        return f"{prefix}layer {n} attention"
+    return f"{prefix}embeddings" if n == 0 else f"{prefix}layer {n - 1} output"
 
 
 def layer_of_weight(name: str) -> str:
@@ -67,10 +66,10 @@ def layer_table(comp: dict) -> list[dict]:
     by_name = {o["name"]: o for o in comp["outputs"]}
     rows = []
     for name in model_order(by_name):
-        m = _HIDDEN.match(name)
-        if not m or int(m.group("n")) == 0:
+        layer = layer_of(name)
+        if layer is None or layer[1] != "hidden_states" or layer[2] == 0:
             continue
-        n, prefix = int(m.group("n")), m.group("prefix")
+        prefix, _, n = layer
         prev = by_name.get(f"{prefix}hidden_states.{n - 1}", {})
         received, passed_on = prev.get("max_abs_diff"), by_name[name].get("max_abs_diff")
         attn = by_name.get(f"{prefix}attentions.{n - 1}", {})
@@ -148,7 +147,7 @@ def _inputs(runs: dict) -> dict:
         if differs:
             desc = next(iter(defaults.values()))[key]["explicit_default"] if defaults else "the default"
             notes.append(f"{key} not given; given explicitly as {desc}, the outputs of "
-                         f"{', '.join(differs)} change (by up to {max(moved[f] for f in differs):.1e}): "
+                         f"{', '.join(differs)} change (by up to {num(max(moved[f] for f in differs), SHORT)}): "
                          f"{' and '.join(differs)} fill {key} differently from the documented default")
     return {"received": received, "defaults": defaults, "notes": notes}
 
@@ -200,52 +199,48 @@ def _oracle_status(runs: dict, reference: str) -> str:
     return "no framework that ran can upcast to float64 (the oracle runs in PyTorch)"
 
 
-def _e(x) -> str:
-    return "-" if x is None else f"{x:.1e}"
-
-
 def narrative(pair: dict, diag: dict) -> list[str]:
+    """The pair's diagnosis in sentences: where the frameworks part, which side drifted, weights,
+    inputs, masks and the noise floor."""
     ref, cand = pair["reference"], pair["candidate"]
-    lines = []
+    return [*_where(pair), *_which_side_lines(pair, diag), *_weights_lines(pair),
+            *_inputs_lines(diag["inputs"], ref, cand), *_masks_lines(pair), _noise_line(diag, ref, cand)]
+
+
+def _where(pair: dict) -> list[str]:
+    ref, cand = pair["reference"], pair["candidate"]
     if pair["first_divergence"] is None:
-        lines.append(f"{ref} vs {cand}: every output within tolerance.")
-    else:
-        lines.append(f"{ref} vs {cand}: first divergence at {pair['first_divergence']} ({pair['stage']}).")
-        intro = next((r for r in pair["layers"] if r["introduces"]), None)
-        if pair["stage"].endswith("embeddings"):
-            lines.append("Where: the embeddings already differ, before any layer runs: look at the embedding "
-                         "weights and at the inputs each framework filled in.")
-        elif intro and intro["growth"] is not None:
-            lines.append(f"Where: {intro['layer']} introduces the drift: the error it received was "
-                         f"{_e(intro['received'])}, the error it passed on {_e(intro['passed_on'])} "
-                         f"(x{intro['growth']:.3g}); later layers carry it.")
-    side = pair["side"]
+        return [f"{ref} vs {cand}: every output within tolerance."]
+    lines = [f"{ref} vs {cand}: first divergence at {pair['first_divergence']} ({pair['stage']})."]
+    intro = next((r for r in pair["layers"] if r["introduces"]), None)
+    if pair["stage"].endswith("embeddings"):
+        lines.append("Where: the embeddings already differ, before any layer runs: look at the embedding "
+                     "weights and at the inputs each framework filled in.")
+    elif intro and intro["growth"] is not None:
+        lines.append(f"Where: {intro['layer']} introduces the drift: the error it received was "
+                     f"{num(intro['received'], SHORT)}, the error it passed on {num(intro['passed_on'], SHORT)} "
+                     f"(x{intro['growth']:.3g}); later layers carry it.")
+    return lines
+
+
+def _which_side_lines(pair: dict, diag: dict) -> list[str]:
+    ref, cand, side = pair["reference"], pair["candidate"], pair["side"]
     if side.get("distance"):
         d = side["distance"]
-        lines.append(f"Which side: {side['verdict']} (distance to the float64 {side['oracle']} run at "
-                     f"{side['at']}: {ref} {_e(d[ref])}, {cand} {_e(d[cand])}).")
+        lines = [f"Which side: {side['verdict']} (distance to the float64 {side['oracle']} run at "
+                 f"{side['at']}: {ref} {num(d[ref], SHORT)}, {cand} {num(d[cand], SHORT)})."]
         if side["drifted"] is None:
-            lines.append(f"A tolerance that would pass: atol={side['passing_atol']:.1e} at the same rtol.")
-    elif pair["first_divergence"] is not None:
-        lines.append(f"Which side: unknown ({diag['oracle']['status']}).")
-    wd = pair.get("weight_diff")
-    if wd is not None:
-        c = wd["counts"]
-        head = (f"Weights: {wd['identical']}/{wd['compared']} tensors identical in {cand} and {ref} "
-                "(names mapped, transposes undone)")
-        extra = [f"{c[k]} {k.replace('_', ' ')}" for k in ("missing", "unexpected", "shape_mismatch") if c[k]]
-        if not c["differing"]:
-            lines.append(head + (f"; {', '.join(extra)}." if extra else "."))
-        else:
-            worst = wd["differing"][0]
-            what = (f"{worst['name']} differs" if c["differing"] == 1 else
-                    f"{c['differing']} differ, the largest {worst['name']}")
-            linked = wd["explains_divergence"]
-            lines.append(head + f"; {what} (max abs diff {_e(worst['max_abs_diff'])}, {worst['layer']})"
-                         + (f"; {', '.join(extra)}" if extra else "")
-                         + (f". {'It sits' if len(linked) == 1 else f'{len(linked)} of them sit'} where the "
-                            "outputs part: this explains the divergence." if linked else "."))
-    weights = pair["weights"]
+            lines.append(f"A tolerance that would pass: atol={num(side['passing_atol'], SHORT)} at the same rtol.")
+        return lines
+    if pair["first_divergence"] is not None:
+        return [f"Which side: unknown ({diag['oracle']['status']})."]
+    return []
+
+
+def _weights_lines(pair: dict) -> list[str]:
+    """The tensor-by-tensor weights check, then the newly initialised weights per framework."""
+    wd, weights = pair.get("weight_diff"), pair["weights"]
+    lines = [] if wd is None else [_weight_diff_line(wd, pair["reference"], pair["candidate"])]
     if not weights and wd is None:
         lines.append("Weights: no newly initialised weights in either framework.")
     for fw, w in weights.items():
@@ -254,22 +249,50 @@ def narrative(pair: dict, diag: dict) -> list[str]:
                      f"({', '.join(w['newly_initialised'][:4])}{' ...' if len(w['newly_initialised']) > 4 else ''})"
                      + (f"; {', '.join(linked[:3])} sit where the outputs part: this explains the divergence."
                         if linked else "."))
-    inp = diag["inputs"]
+    return lines
+
+
+def _weight_diff_line(wd: dict, ref: str, cand: str) -> str:
+    c = wd["counts"]
+    head = (f"Weights: {wd['identical']}/{wd['compared']} tensors identical in {cand} and {ref} "
+            "(names mapped, transposes undone)")
+    extra = [f"{c[k]} {k.replace('_', ' ')}" for k in ("missing", "unexpected", "shape_mismatch") if c[k]]
+    if not c["differing"]:
+        return head + (f"; {', '.join(extra)}." if extra else ".")
+    worst = wd["differing"][0]
+    what = (f"{worst['name']} differs" if c["differing"] == 1 else
+            f"{c['differing']} differ, the largest {worst['name']}")
+    linked = wd["explains_divergence"]
+    return (head + f"; {what} (max abs diff {num(worst['max_abs_diff'], SHORT)}, {worst['layer']})"
+            + (f"; {', '.join(extra)}" if extra else "")
+            + (f". {'It sits' if len(linked) == 1 else f'{len(linked)} of them sit'} where the "
+               "outputs part: this explains the divergence." if linked else "."))
+
+
+def _inputs_lines(inp: dict, ref: str, cand: str) -> list[str]:
+    lines = []
     keys = next((v for v in inp["received"].values() if v), None)
     if keys:
         lines.append(f"Inputs: every framework received {', '.join(keys)}.")
     for fw in (ref, cand):
         for key, probe in (inp["defaults"].get(fw) or {}).items():
             verb = "changes nothing" if probe["max_abs_change"] == 0 else \
-                f"changes outputs by up to {probe['max_abs_change']:.1e} (first {probe['first_changed']})"
+                f"changes outputs by up to {num(probe['max_abs_change'], SHORT)} (first {probe['first_changed']})"
             lines.append(f"  {key} not given; {fw} with explicit {probe['explicit_default']} {verb}.")
     lines.extend(f"  {n}" for n in inp["notes"])
-    if pair["padded_max_abs_diff"] is not None:
-        artefact = pair["first_divergence"] is None and pair["padded_max_abs_diff"] > pair["atol"]
-        lines.append(f"Masks: padded positions (excluded) differ by up to {_e(pair['padded_max_abs_diff'])}"
-                     + (": differences there are padding artefacts, not a bug." if artefact else "."))
-    noise = diag["noise_floor"]
-    rr = ", ".join(f"{fw} {_e(v)}" for fw, v in noise["run_to_run"].items() if fw in (ref, cand))
-    lines.append(f"Noise floor: run to run {rr}; float32 vs float64 ({diag['oracle']['framework'] or '-'}) "
-                 f"{_e(noise['float32_vs_float64'])}.")
     return lines
+
+
+def _masks_lines(pair: dict) -> list[str]:
+    if pair["padded_max_abs_diff"] is None:
+        return []
+    artefact = pair["first_divergence"] is None and pair["padded_max_abs_diff"] > pair["atol"]
+    return [f"Masks: padded positions (excluded) differ by up to {num(pair['padded_max_abs_diff'], SHORT)}"
+            + (": differences there are padding artefacts, not a bug." if artefact else ".")]
+
+
+def _noise_line(diag: dict, ref: str, cand: str) -> str:
+    noise = diag["noise_floor"]
+    rr = ", ".join(f"{fw} {num(v, SHORT)}" for fw, v in noise["run_to_run"].items() if fw in (ref, cand))
+    return (f"Noise floor: run to run {rr}; float32 vs float64 ({diag['oracle']['framework'] or '-'}) "
+            f"{num(noise['float32_vs_float64'], SHORT)}.")

@@ -16,7 +16,7 @@ GROUPS = ("logits", "hidden_states", "attentions", "cache")
 # Legacy cache tuples per layer: (self k, self v[, cross k, cross v]).
 CACHE_PARTS = ("k", "v", "cross_k", "cross_v")
 
-_LAYERED = re.compile(r"^(?P<base>[a-z_]*?(hidden_states|attentions))\.(?P<idx>\d+)(?P<rest>.*)$")
+_LAYERED = re.compile(r"^(?P<prefix>[a-z_]*?)(?P<kind>hidden_states|attentions)\.(?P<idx>\d+)(?P<rest>.*)$")
 # Where a stack sits in the forward pass: encoders (and vision/text towers) run first.
 _STACK = {"": 0, "encoder_": 0, "vision_": 0, "text_": 1, "decoder_": 2, "cross_": 2}
 
@@ -74,16 +74,36 @@ def is_cache(name: str) -> bool:
     return group(name) == "cache"
 
 
+def base(name: str) -> str:
+    """The ModelOutput field a flattened name comes from: ``encoder_attentions.3`` -> ``encoder_attentions``."""
+    return name.split(".", 1)[0]
+
+
 def group(name: str) -> str:
     """Output group used by ``--outputs``: hidden_states, attentions, cache or logits (head outputs)."""
-    base = name.split(".", 1)[0]
-    if base == "past_key_values":
+    field = base(name)
+    if field == "past_key_values":
         return "cache"
-    if base.endswith("hidden_states"):
+    if field.endswith("hidden_states"):
         return "hidden_states"
-    if base.endswith("attentions"):
+    if field.endswith("attentions"):
         return "attentions"
     return "logits"
+
+
+def _split_layer(name: str):
+    """(prefix, kind, layer, rest) of ``<prefix><kind>.<layer><rest>``, kind hidden_states or attentions."""
+    m = _LAYERED.match(name)
+    return (m.group("prefix"), m.group("kind"), int(m.group("idx")), m.group("rest")) if m else None
+
+
+def layer_of(name: str) -> tuple[str, str, int] | None:
+    """(prefix, kind, layer) of a per-layer output named exactly ``<prefix><kind>.<layer>``:
+    ``decoder_hidden_states.2`` -> ("decoder_", "hidden_states", 2), ``cross_attentions.0`` ->
+    ("cross_", "attentions", 0); None for head outputs, caches and deeper names. The one parser of
+    per-layer names (forward-pass order, --explain's layer table, the reports' layer chart)."""
+    parts = _split_layer(name)
+    return parts[:3] if parts is not None and parts[3] == "" else None
 
 
 def model_order(names) -> list[str]:
@@ -100,13 +120,12 @@ def model_order(names) -> list[str]:
         tower = None
         if "_model_output." in name:  # CLIP: text_model_output.hidden_states.0 runs in the text tower
             tower, name = name.split("_model_output.", 1)
-        m = _LAYERED.match(name)
-        if not m:
+        parts = _split_layer(name)
+        if parts is None:
             return (9, 0, 0, pos)
-        base = m.group("base")
-        prefix = base[: -len("hidden_states")] if base.endswith("hidden_states") else base[: -len("attentions")]
+        prefix, kind, layer, _ = parts
         stack = _STACK.get(prefix if tower is None else tower + "_", 5)
-        sub = 0 if base.endswith("hidden_states") else (2 if prefix == "cross_" else 1)
-        return (stack, int(m.group("idx")), sub, pos)
+        sub = 0 if kind == "hidden_states" else (2 if prefix == "cross_" else 1)
+        return (stack, layer, sub, pos)
 
     return [n for _, n in sorted(enumerate(names), key=key)]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
+from ..outputs import base, layer_of
 
 EXIT_MEANING = {0: "all comparisons pass", 1: "parity mismatch", 2: "bad input or usage",
                 3: "a framework could not load or run"}
-_LAYER = re.compile(r"^(hidden_states|attentions)\.(\d+)$")
 
 
 def verdict(results: dict) -> str:
@@ -22,17 +21,12 @@ def pair_name(comp: dict) -> str:
     return f"{comp['reference']} vs {comp['candidate']}"
 
 
-def output_group(name: str) -> str:
-    """hidden_states / attentions / cross_attentions ... or the head output's own name."""
-    base = name.split(".", 1)[0]
-    return base if base.endswith(("hidden_states", "attentions")) else base
-
-
 def groups(outputs: list) -> dict:
-    """Rows grouped by output group, in first-seen (model) order."""
+    """Rows grouped by ModelOutput field (hidden_states, cross_attentions, logits, ...), in first-seen
+    (model) order."""
     out: dict = {}
     for row in outputs:
-        out.setdefault(output_group(row["name"]), []).append(row)
+        out.setdefault(base(row["name"]), []).append(row)
     return out
 
 
@@ -40,9 +34,9 @@ def layer_series(outputs: list) -> dict:
     """{"hidden_states": [(layer, max_abs, mean_abs), ...], "attentions": [...]} for the layer chart."""
     series: dict = {"hidden_states": [], "attentions": []}
     for row in outputs:
-        m = _LAYER.match(row["name"])
-        if m:
-            series[m.group(1)].append((int(m.group(2)), row.get("max_abs_diff"), row.get("mean_abs_diff")))
+        layer = layer_of(row["name"])
+        if layer is not None and layer[0] == "":  # the main stack only
+            series[layer[1]].append((layer[2], row.get("max_abs_diff"), row.get("mean_abs_diff")))
     return {k: sorted(v) for k, v in series.items() if v}
 
 
@@ -51,16 +45,22 @@ def worst_row(outputs: list) -> dict | None:
     return max(rows, key=lambda r: r["max_abs_diff"]) if rows else None
 
 
-def source(fw: dict) -> str:
+def source(fw: dict, *, cache: bool = False) -> str:
+    """Where a framework's weights came from; ``cache``: say when the conversion came from the cache."""
     if not fw.get("weights"):
         return "-"
     if fw.get("converted_from"):
         via = f" via {fw['via']}" if fw.get("via") else ""
-        return f"{fw['weights']} (from {fw['converted_from']}{via})"
+        cached = ", cached" if cache and fw.get("cache") == "hit" else ""
+        return f"{fw['weights']} (from {fw['converted_from']}{via}{cached})"
     return f"{fw['weights']} (native)"
 
 
+SHORT = ".1e"  # two significant digits: console tables and the --explain narrative
+
+
 def num(x, fmt: str = ".2e") -> str:
+    """The one number formatter of the reports and the --explain narrative: "-" for a missing value."""
     return "-" if x is None else format(x, fmt)
 
 

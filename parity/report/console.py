@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from .common import SHORT, num, source
+
 # C0/C1 controls and DEL, plus the Unicode format characters that reorder or hide text.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
@@ -18,20 +20,6 @@ def clean(text: str) -> str:
     """One printable line: control and bidi characters become \\xNN / \\uNNNN escapes."""
     return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
                        else f"\\u{ord(m.group()):04x}", str(text))
-
-
-def _num(x) -> str:
-    return "-" if x is None else f"{x:.1e}"
-
-
-def _source(fw: dict) -> str:
-    if not fw.get("weights"):
-        return "-"
-    if fw.get("converted_from"):
-        via = f" via {fw['via']}" if fw.get("via") else ""
-        cached = ", cached" if fw.get("cache") == "hit" else ""
-        return f"{fw['weights']} (from {fw['converted_from']}{via}{cached})"
-    return f"{fw['weights']} (native)"
 
 
 def mismatch_message(row: dict) -> str:
@@ -67,7 +55,7 @@ def render(results: dict, *, verbose: bool = False) -> str:
         load = f"{sec['load']:.1f}s" if "load" in sec else "-"
         run = f"{sec['run']:.2f}s" if "run" in sec else "-"
         lines.append(f"  {name:<9} {fw['status']:<11} {str(fw.get('class_name') or '-'):<34} "
-                     f"{_source(fw):<40} {str(fw.get('device') or '-'):<7} {imp:<7} {load:<7} {run}")
+                     f"{source(fw, cache=True):<40} {str(fw.get('device') or '-'):<7} {imp:<7} {load:<7} {run}")
         if fw.get("error"):
             lines.append(f"  {'':<9} {fw['error']}")
         load_info = fw.get("load") or {}
@@ -93,9 +81,9 @@ def render(results: dict, *, verbose: bool = False) -> str:
             shape_s = "x".join(map(str, r["shape"] or []))
             mism = f"{r.get('mismatched', 0)}/{r.get('total', 0)}"
             cos = "-" if r.get("cosine") is None else f"{r['cosine']:.6f}"
-            lines.append(f"  {r['name']:<{w}} {shape_s:<18} {_num(r.get('max_abs_diff')):>8} "
-                         f"{_num(r.get('max_rel_diff')):>8} {_num(r.get('mean_abs_diff')):>8} {cos:>9} "
-                         f"{_num(r.get('required_atol')):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
+            lines.append(f"  {r['name']:<{w}} {shape_s:<18} {num(r.get('max_abs_diff'), SHORT):>8} "
+                         f"{num(r.get('max_rel_diff'), SHORT):>8} {num(r.get('mean_abs_diff'), SHORT):>8} {cos:>9} "
+                         f"{num(r.get('required_atol'), SHORT):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
         for r in rows:
             if not r["passed"] and (verbose or r["name"] == comp["first_divergence"]):
                 lines.append(f"  {r['name']}: {mismatch_message(r)}")
@@ -124,8 +112,9 @@ def render_diagnosis(diag: dict) -> list[str]:
             for r in layers:
                 growth = "-" if r.get("growth") is None else f"x{r['growth']:.3g}"
                 mark = "  <- introduces the drift" if r.get("introduces") else ""
-                lines.append(f"    {r['layer']:<22} {_num(r.get('received')):>9} {_num(r.get('passed_on')):>9} "
-                             f"{growth:>8} {_num(r.get('attention')):>9}{mark}")
+                lines.append(f"    {r['layer']:<22} {num(r.get('received'), SHORT):>9} "
+                             f"{num(r.get('passed_on'), SHORT):>9} "
+                             f"{growth:>8} {num(r.get('attention'), SHORT):>9}{mark}")
     return lines
 
 
@@ -151,10 +140,10 @@ def render_conversion(results: dict, *, verbose: bool = False) -> str:
         lines.append(f"  weights: {'PASS' if w['passed'] else 'FAIL'}  {w['identical']}/{w['reference_count']} "
                      f"tensors identical, {w['within_tolerance']} within atol={w['atol']:g}, "
                      f"{c['differing']} differing, {c['missing']} missing, {c['unexpected']} unexpected, "
-                     f"{c['shape_mismatch']} reshaped (max abs diff {_num(w['max_abs_diff'])})")
+                     f"{c['shape_mismatch']} reshaped (max abs diff {num(w['max_abs_diff'], SHORT)})")
         for d in w["differing"][: None if verbose else 5]:
             lines.append(f"    differing  {d['name']} {'x'.join(map(str, d['shape']))}: max abs diff "
-                         f"{_num(d['max_abs_diff'])}, {d['mismatched']}/{d['total']} elements")
+                         f"{num(d['max_abs_diff'], SHORT)}, {d['mismatched']}/{d['total']} elements")
         for key in ("missing", "unexpected"):
             names = w[key][: None if verbose else 5]
             if names:
