@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,25 +106,11 @@ class Checkpoint:
         return plans
 
     def verify_weights(self, plans: dict[str, LoadPlan]) -> None:
-        """Cheap structural checks of every weights file a plan reads (headers, sizes)."""
-        for name in sorted({p.weights for p in plans.values()}):
-            for f in self._weight_files(name):
-                problem = _weights_problem(f)
-                if problem:
-                    raise UsageError(f"weights file {f} is unreadable: {problem}",
-                                     "re-save the checkpoint with save_pretrained(), or pass --source "
-                                     "to load another framework's weights")
+        """Preflight every weights file a plan reads (parity.preflight): headers, sizes, shard
+        indexes, pickled globals, config.json against the shapes. Before any worker starts."""
+        from . import preflight
 
-    def _weight_files(self, name: str) -> list[Path]:
-        if not name.endswith(".index.json"):
-            return [self.path / name]
-        index = self.path / name
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise UsageError(f"weights index {index} is not a valid shard index",
-                             "re-save the checkpoint with save_pretrained()") from None
-        return [self.path / s for s in shards]
+        preflight.check_weights(self.path, self.config, {p.weights for p in plans.values()})
 
     def fingerprint(self, remember: bool = True) -> dict:
         """sha256 per file and one combined digest, so results name exactly what was tested.
@@ -157,70 +142,4 @@ def _from_hub_cache(repo_id: str) -> Path | None:
         return Path(snapshot_download(repo_id))
     except Exception:
         return None
-
-
-def _weights_problem(f: Path) -> str | None:
-    """Return why a weights file cannot be read, or None when it looks sound."""
-    if not f.is_file():
-        return "file is missing"
-    size = f.stat().st_size
-    if size == 0:
-        return "file is empty"
-    with open(f, "rb") as fh:
-        head = fh.read(8)
-        if f.suffix == ".safetensors":
-            if len(head) < 8:
-                return "file is truncated"
-            (n,) = struct.unpack("<Q", head)
-            if n > size - 8 or n > 100_000_000:
-                return "not a safetensors file (bad header length)"
-            try:
-                header = json.loads(fh.read(n))
-            except ValueError:
-                return "not a safetensors file (header is not JSON)"
-            ends = [v["data_offsets"][1] for k, v in header.items()
-                    if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
-            if ends and 8 + n + max(ends) > size:
-                return f"file is truncated ({size} bytes, header describes {8 + n + max(ends)})"
-            return None
-        if f.suffix == ".h5":
-            if head != b"\x89HDF\r\n\x1a\n":
-                return "not an HDF5 file"
-            try:
-                import h5py
-            except ImportError:
-                return None
-            try:
-                with h5py.File(f, "r"):
-                    pass
-            except OSError as e:
-                return str(e).splitlines()[0]
-            return None
-        if f.suffix == ".msgpack":
-            if not (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
-                return "not a msgpack file"
-            try:
-                import msgpack
-            except ImportError:
-                return None
-            fh.seek(0)
-            unpacker = msgpack.Unpacker(fh, raw=False, max_buffer_size=0)
-            try:
-                unpacker.skip()
-            except (msgpack.OutOfData, ValueError) as e:
-                return f"file is truncated or corrupt ({type(e).__name__})"
-            return None
-        if f.suffix == ".bin":
-            if head[:4] == b"PK\x03\x04":
-                import zipfile
-                try:
-                    with zipfile.ZipFile(f) as z:
-                        bad = z.testzip()
-                except zipfile.BadZipFile as e:
-                    return f"file is truncated or corrupt ({e})"
-                return f"corrupt member {bad}" if bad else None
-            if head[:1] == b"\x80":
-                return None  # legacy pickle format; torch's weights-only loader judges it
-            return "not a PyTorch checkpoint (neither zip nor pickle)"
-    return None
 

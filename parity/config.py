@@ -183,7 +183,9 @@ def load_project(root) -> tuple[Path | None, list[dict]]:
 
     Top-level keys are defaults for every ``[[checks]]`` entry. Relative
     paths are relative to the file. Returns (file, checks); (None, []) when
-    neither declares anything.
+    there is neither file nor ``[tool.parity]``. A file that declares no check,
+    or names an unknown key or table, is a UsageError: a gate must never test
+    nothing silently.
     """
     import tomllib
 
@@ -206,11 +208,16 @@ def load_project(root) -> tuple[Path | None, list[dict]]:
 
 def _checks(f: Path, data: dict) -> list[dict]:
     where = "[tool.parity]" if f.name == "pyproject.toml" else f.name
+    table = "[[tool.parity.checks]]" if f.name == "pyproject.toml" else "[[checks]]"
+    _refuse_unknown_top_level(f, data)
     defaults = {k: v for k, v in data.items() if k != "checks"}
     entries = data.get("checks", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise UsageError(f"checks in {where} of {f} must be an array of tables",
                          "declare each check as [[tool.parity.checks]] (or [[checks]] in parity.toml)")
+    if not entries:
+        raise UsageError(f"{where} ({f}) declares no checks, so nothing would be tested",
+                         f'add one {table} table per check, e.g. {table} checkpoint = "path/to/folder"')
     out, seen = [], set()
     for i, entry in enumerate(entries):
         merged = {**defaults, **entry}
@@ -230,6 +237,30 @@ def _checks(f: Path, data: dict) -> list[dict]:
         merged["name"] = name
         out.append(merged)
     return out
+
+
+def _refuse_unknown_top_level(f: Path, data: dict) -> None:
+    """A misspelt table (``[[check]]``) or key (``chekpoint``) at the top is an error, never silently a default
+    that no check reads: with no ``[[checks]]`` it would declare nothing and the gate would test nothing."""
+    import difflib
+
+    unknown = sorted(set(data) - CHECK_KEYS - {"checks"})
+    if not unknown:
+        return
+    key, prefix = unknown[0], ("tool.parity." if f.name == "pyproject.toml" else "")
+    value = data[key]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        what, shown = "table", "[[{}]]".format
+    elif isinstance(value, dict):
+        what, shown = "table", "[{}]".format
+    else:
+        what, shown = "key", lambda k: repr(k[len(prefix):])
+    where = "[tool.parity]" if prefix else f.name
+    close = difflib.get_close_matches(key, sorted(CHECK_KEYS | {"checks"}), n=1)
+    hint = f" (did you mean {shown(prefix + close[0])}?)" if close else ""
+    raise UsageError(f"unknown {what} {shown(prefix + key)} in {where} ({f}){hint}",
+                     f"declare checks as [[{prefix}checks]] tables; the keys there and at the top (defaults for "
+                     f"every check) are {', '.join(sorted(CHECK_KEYS))}")
 
 
 def from_entry(entry: dict, **overrides) -> "CheckConfig":

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,10 +31,12 @@ _spec.loader.exec_module(make_corpus)
 
 CHECK_CASES = sorted(n for n, c in make_corpus.CASES.items() if c["kind"] == "check")
 RESULTS_CASES = sorted(n for n, c in make_corpus.CASES.items() if c["kind"] == "results")
+DECLARATION_CASES = sorted(n for n, c in make_corpus.CASES.items() if c["kind"] == "declaration")
 
 
 def test_corpus_is_large_enough():
-    assert len(make_corpus.CASES) >= 25
+    assert len(make_corpus.CASES) >= 68
+    assert len(DECLARATION_CASES) >= 5
 
 
 @pytest.fixture(scope="module")
@@ -173,20 +176,18 @@ def _sections(out: str) -> dict:
     return {t: "\n".join(body) for t, body in found.items()}
 
 
-@pytest.mark.slow
-def test_bad_input_through_the_pytest_plugin(corpus, pytester):
-    """Every case that has a parity.toml form: a collection error or a failed item whose report is the
-    same one line (`parity: error: ... Note: ...`), no traceback. One pytest session for all of them."""
+def _copy_declarations(corpus, pytester, names) -> dict:
+    """Each declaration case's file (parity.toml or pyproject.toml) into its own folder of the pytester root."""
+    for name in names:
+        shutil.copytree(corpus[name]["args"][0], pytester.path / name)
+    return {name: corpus[name] for name in names}
+
+
+def _plugin_run(pytester, declared: dict):
+    """One pytest session over ``declared``; every case must report its one line (collection error or
+    failed item), none may vanish. Returns the run."""
     from importlib.metadata import entry_points
 
-    declared = {}
-    for name in CHECK_CASES:
-        text = as_declared_check(name, corpus[name]["args"])
-        if text is not None:
-            (pytester.path / name).mkdir()
-            (pytester.path / name / "parity.toml").write_text(text)
-            declared[name] = corpus[name]
-    assert len(declared) >= 25
     installed = any(ep.value == "parity.pytest_plugin" for ep in entry_points(group="pytest11"))
     plugin = () if installed else ("-p", "parity.pytest_plugin")
     r = pytester.runpytest_subprocess(*plugin, "-p", "no:cacheprovider", "--continue-on-collection-errors",
@@ -195,7 +196,8 @@ def test_bad_input_through_the_pytest_plugin(corpus, pytester):
     wrong = []
     for name, case in declared.items():
         mine = [body for title, body in sections.items()
-                if title == f"ERROR collecting {name}/parity.toml" or title.startswith(f"parity check {name}[")]
+                if title in (f"ERROR collecting {name}/parity.toml", f"ERROR collecting {name}/pyproject.toml")
+                or title.startswith(f"parity check {name}[")]
         if not mine:
             wrong.append(f"{name}: no error or failure reported")
         expect = PLUGIN_EXPECT.get(name, case["expect"])
@@ -204,3 +206,39 @@ def test_bad_input_through_the_pytest_plugin(corpus, pytester):
             if expect not in line or " Note: " not in line or "Traceback" in body:
                 wrong.append(f"{name}: {body}")
     assert not wrong, "\n".join(wrong)
+    return r
+
+
+@pytest.mark.parametrize("name", DECLARATION_CASES)
+def test_bad_declaration_is_one_line(corpus, name):
+    from parity.config import load_project
+
+    with pytest.raises(UsageError) as e:
+        load_project(corpus[name]["args"][0])
+    line = e.value.one_line()
+    assert corpus[name]["expect"] in line and " Note: " in line, line
+
+
+def test_bad_declarations_through_the_pytest_plugin(corpus, pytester):
+    """A misspelt table or key, or a file that declares nothing: a collection error with the one line each,
+    never zero items (pytest's exit 5, \"no tests ran\", would pass a gate that tested nothing)."""
+    r = _plugin_run(pytester, _copy_declarations(corpus, pytester, DECLARATION_CASES))
+    assert r.ret == pytest.ExitCode.TESTS_FAILED  # collection errors under --continue-on-collection-errors
+    assert f"{len(DECLARATION_CASES)} errors in" in r.stdout.str()
+
+
+@pytest.mark.slow
+def test_bad_input_through_the_pytest_plugin(corpus, pytester):
+    """Every case that has a parity.toml form, and every declaration case: a collection error or a failed
+    item whose report is the same one line (`parity: error: ... Note: ...`), no traceback. One pytest
+    session for all of them."""
+    declared = {}
+    for name in CHECK_CASES:
+        text = as_declared_check(name, corpus[name]["args"])
+        if text is not None:
+            (pytester.path / name).mkdir()
+            (pytester.path / name / "parity.toml").write_text(text)
+            declared[name] = corpus[name]
+    assert len(declared) >= 25
+    declared.update(_copy_declarations(corpus, pytester, DECLARATION_CASES))
+    _plugin_run(pytester, declared)

@@ -13,6 +13,8 @@ tests can read the same manifest.
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
 import struct
 import sys
@@ -35,9 +37,10 @@ def _config(d: Path, **kw) -> Path:
     return d
 
 
-def _safetensors(n_floats: int = 100) -> bytes:
+def _safetensors(n_floats: int = 100, name: str = "w", shape: list | None = None) -> bytes:
     """A valid safetensors file holding one float32 tensor of zeros (written by hand: no framework needed)."""
-    header = json.dumps({"w": {"dtype": "F32", "shape": [n_floats], "data_offsets": [0, 4 * n_floats]}}).encode()
+    header = json.dumps({name: {"dtype": "F32", "shape": shape or [n_floats],
+                                "data_offsets": [0, 4 * n_floats]}}).encode()
     header += b" " * (-len(header) % 8)
     return struct.pack("<Q", len(header)) + header + bytes(4 * n_floats)
 
@@ -221,6 +224,105 @@ def source_without_weights(d, tiny):
     return [_ckpt(d), "--source", "tf"]
 
 
+@case(expect="names 1 of 2 shard(s) that are not in the folder")
+def shard_index_names_a_missing_shard(d, tiny):
+    _config(d)
+    (d / "model-00001-of-00002.safetensors").write_bytes(_safetensors())
+    (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "w": "model-00001-of-00002.safetensors", "v": "model-00002-of-00002.safetensors"}}))
+    return [d]
+
+
+@case(expect="not a valid shard index")
+def shard_index_maps_nothing(d, tiny):
+    _config(d)
+    (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
+    return [d]
+
+
+@case(expect="has no dtype, shape and data_offsets")
+def safetensors_header_without_offsets(d, tiny):
+    _config(d)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4]}}).encode()
+    (d / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    return [d]
+
+
+@case(expect="not a safetensors file (header is not a JSON object)")
+def safetensors_header_is_a_list(d, tiny):
+    _config(d)
+    (d / "model.safetensors").write_bytes(struct.pack("<Q", 8) + b"[1, 2]  " + bytes(16))
+    return [d]
+
+
+@case(expect="it says vocab_size 50, but bert.embeddings.word_embeddings.weight")
+def config_vocab_size_contradicts_weights(d, tiny):
+    _config(d, hidden_size=8)
+    (d / "model.safetensors").write_bytes(_safetensors(60 * 8, "bert.embeddings.word_embeddings.weight", [60, 8]))
+    return [d]
+
+
+@case(expect="it says hidden_size 8, but bert.embeddings.word_embeddings.weight")
+def config_hidden_size_contradicts_weights(d, tiny):
+    _config(d, hidden_size=8)
+    (d / "model.safetensors").write_bytes(_safetensors(50 * 16, "bert.embeddings.word_embeddings.weight", [50, 16]))
+    return [d]
+
+
+class _RunsCode:
+    """Unpickling this calls os.system; pickle.dumps only records a reference to it, nothing runs here."""
+
+    def __reduce__(self):
+        return os.system, ("echo the corpus pickle ran code",)
+
+
+class _Execs:
+    def __reduce__(self):
+        return exec, ("print('the corpus pickle ran code')",)
+
+
+def _torch_zip(d: Path, data_pkl: bytes) -> None:
+    """A file laid out as torch.save's zip format writes it (data.pkl beside the storages)."""
+    with zipfile.ZipFile(d / "pytorch_model.bin", "w") as z:
+        z.writestr("archive/data.pkl", data_pkl)
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/data/0", bytes(16))
+        z.writestr("archive/version", "3\n")
+
+
+@case(expect="system, which torch's weights-only loader does not allow")
+def bin_pickle_runs_code(d, tiny):
+    """The weights' pickle calls os.system: refused by a scan of its opcodes, never unpickled."""
+    _config(d)
+    _torch_zip(d, pickle.dumps({"w": _RunsCode()}, protocol=2))
+    return [d]
+
+
+@case(expect="names builtins.exec, which torch's weights-only loader does not allow")
+def bin_legacy_pickle_runs_code(d, tiny):
+    """The legacy (non-zip) format: pickles in a row; a Python 2 name (__builtin__.exec) mapped as torch does."""
+    _config(d)
+    (d / "pytorch_model.bin").write_bytes(pickle.dumps(119547037146038801333356, protocol=2)
+                                          + pickle.dumps({"w": _Execs()}, protocol=2))
+    return [d]
+
+
+@case(expect="system, which torch's weights-only loader does not allow")
+def bin_pickle_stack_global_memo(d, tiny):
+    """Protocol 4: the names come as strings on the stack (STACK_GLOBAL), the second use from the memo."""
+    _config(d)
+    _torch_zip(d, pickle.dumps([_RunsCode(), _RunsCode()], protocol=4))
+    return [d]
+
+
+@case(expect="a zip without data.pkl")
+def bin_zip_without_pickle(d, tiny):
+    _config(d)
+    with zipfile.ZipFile(d / "pytorch_model.bin", "w") as z:
+        z.writestr("archive/data/0", bytes(16))
+    return [d]
+
+
 # --- the tokenizer and the texts -------------------------------------------------------------------------------
 
 @case(expect="tokenizer", tiny=True)
@@ -352,6 +454,42 @@ def report_dir_under_a_file(d, tiny):
     _ckpt(d / "c")
     (d / "blocker").write_text("a file, not a folder")
     return [d / "c", "--report-dir", d / "blocker" / "sub"]
+
+
+# --- declared checks (parity.toml / [tool.parity], read by the pytest plugin) ---------------------------------
+# Each returns [folder holding the file]; the plugin must report one collection error, never collect nothing.
+
+def _declare(d: Path, text: str, name: str = "parity.toml") -> list:
+    _ckpt(d / "ckpt")
+    (d / name).write_text(text)
+    return [d]
+
+
+@case(kind="declaration", expect="unknown table [[check]] in parity.toml")
+def declared_table_misspelt(d, tiny):
+    return _declare(d, '[[check]]\ncheckpoint = "ckpt"\n')
+
+
+@case(kind="declaration", expect="unknown key 'chekpoint' in parity.toml")
+def declared_key_misspelt(d, tiny):
+    """A misspelt top-level key and no [[checks]]: it used to be a default no check read (zero items)."""
+    return _declare(d, 'chekpoint = "ckpt"\n')
+
+
+@case(kind="declaration", expect="declares no checks")
+def declared_nothing(d, tiny):
+    return _declare(d, "")
+
+
+@case(kind="declaration", expect="unknown table [[tool.parity.check]] in [tool.parity]")
+def pyproject_table_misspelt(d, tiny):
+    return _declare(d, '[tool.parity]\natol = 1e-4\n\n[[tool.parity.check]]\ncheckpoint = "ckpt"\n',
+                    "pyproject.toml")
+
+
+@case(kind="declaration", expect="declares no checks, so nothing would be tested. Note: add one [[tool.parity.checks]]")
+def pyproject_declares_nothing(d, tiny):
+    return _declare(d, "[tool.parity]\natol = 1e-4\n", "pyproject.toml")
 
 
 # --- results.json (read by Results.load; `parity report` once it exists) -------------------------------------
