@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 
-from ..outputs import flatten
 from .base import LoadLogCapture, LoadReport, Runner
 from .descriptor import Framework
 from .workarounds.shape_only_conversion import shape_only_conversion
@@ -158,6 +157,8 @@ class FlaxRunner(Runner):
         return out
 
     def _run_impl(self, arrays: dict) -> dict:
+        from ..outputs import flatten  # numpy: kept out of the parent, which reads descriptors only
+
         import jax
         import numpy as np
 

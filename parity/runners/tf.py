@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from ..outputs import flatten
 from .base import LoadReport, Runner
 from .descriptor import Framework
 from .workarounds import keyed_safe_open
@@ -90,6 +89,8 @@ class TFRunner(Runner):
         return out
 
     def _run_impl(self, arrays: dict) -> dict:
+        from ..outputs import flatten  # numpy: kept out of the parent, which reads descriptors only
+
         import tensorflow as tf
 
         with tf.device(self.device):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..errors import FrameworkError
-from ..outputs import flatten
 from .base import LoadReport, Runner
 from .descriptor import Framework
 from .workarounds.pt_conversion import convert_to_pt
@@ -87,6 +86,8 @@ class TorchRunner(Runner):
         return self._run_impl(arrays, float_dtype=np.float64)
 
     def _run_impl(self, arrays: dict, float_dtype=None) -> dict:
+        from ..outputs import flatten  # numpy: kept out of the parent, which reads descriptors only
+
         import numpy as np
         import torch
 
