@@ -91,7 +91,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
         environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
         config=cfg.to_dict(), frameworks=fw_results, comparisons=outcome.comparisons,
         seconds={**outcome.stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()},
-        diagnosis=outcome.diagnosis, schedule=outcome.schedule,
+        diagnosis=outcome.diagnosis, schedule=outcome.schedule, reference_used=outcome.reference_used,
         complete=not outcome.interrupted, interrupted=outcome.interrupted,
     )
     path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None
@@ -160,6 +160,7 @@ class _Outcome:
     schedule: dict | None
     interrupted: bool
     code: int
+    reference_used: dict | None = None
 
 
 def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t_start: float, *, progress,
@@ -191,13 +192,15 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
     stages["workers"] = time.perf_counter() - t_workers
     t_compare = time.perf_counter()
     comparisons, diagnosis = [], None
+    used = None if baseline is not None else reference_used(cfg, fw_results)
     if batch is not None:
         try:
-            _compare(cfg, runs, batch, comparisons, progress, baseline)
+            _compare(cfg, runs, batch, comparisons, progress, baseline, used and used["framework"])
             if cfg.explain:
                 from .diagnose import diagnose
 
-                diagnosis = diagnose(comparisons, runs, fw_results, reference=cfg.reference,
+                diagnosis = diagnose(comparisons, runs, fw_results, reference=(used or {}).get("framework")
+                                     or cfg.reference,
                                      tolerance=cfg.tolerance, attention_mask=batch.masks,
                                      exports=_exports(exports_dir, runs))
         except KeyboardInterrupt:
@@ -208,7 +211,7 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
             if hasattr(arrays, "close"):
                 arrays.close()
     return _Outcome(batch, comparisons, diagnosis, stages, run_info.get("schedule"), interrupted,
-                    _exit_code(interrupted, fw_results, comparisons))
+                    _exit_code(interrupted, fw_results, comparisons), used)
 
 
 def _record(entry: dict, run) -> None:
@@ -270,15 +273,31 @@ def _check_max_length(config: dict, max_length: int) -> None:
                          "(max_position_embeddings in config.json)", f"pass --max-length {limit} or less")
 
 
+def reference_used(cfg: CheckConfig, fw_results: dict) -> dict:
+    """Which framework the others are judged against, and why when it is not ``cfg.reference``.
+
+    A reference that could not produce outputs (unavailable, failed to load or run, crashed) must
+    not lose every verdict: the next framework in the declared order that ran stands in, so the
+    pairs that can still be compared are (results.json ``reference_used``; the exit code stays 3).
+    """
+    wanted = fw_results.get(cfg.reference) or {}
+    if wanted.get("status") == "ok":
+        return {"requested": cfg.reference, "framework": cfg.reference, "reason": None}
+    status, error = wanted.get("status") or "not run", wanted.get("error")
+    reason = f"{cfg.reference} {status}" + (f": {error}" if error else "")
+    ran = [fw for fw in cfg.frameworks if fw != cfg.reference and (fw_results.get(fw) or {}).get("status") == "ok"]
+    return {"requested": cfg.reference, "framework": ran[0] if len(ran) > 1 else None, "reason": reason}
+
+
 def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=None,
-             baseline: dict | None = None) -> list[dict]:
+             baseline: dict | None = None, reference: str | None = None) -> list[dict]:
     """Each framework that ran against its reference, appended to ``comparisons`` as it goes.
 
     The reference is ``cfg.reference``'s outputs, or with ``baseline`` the framework's own
     recording (``baseline:<fw>``). Outputs of the chosen groups, the reference's first, then
     any only the candidate has, in the model's order.
     """
-    for ref_name, ref_outputs, ref_names, label, fw in _references(cfg, runs, baseline):
+    for ref_name, ref_outputs, ref_names, label, fw in _references(cfg, runs, baseline, reference):
         run = runs[fw]
         if progress:
             progress(label, "comparing")
@@ -290,17 +309,16 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
     return comparisons
 
 
-def _references(cfg: CheckConfig, runs: dict, baseline: dict | None) -> list[tuple]:
+def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: str | None) -> list[tuple]:
     """(reference name, its outputs, their names, progress label, candidate) for every comparison to make."""
     ran = [fw for fw in cfg.frameworks if fw in runs and runs[fw].status == "ok"]
     if baseline is not None:  # a recording's names are its keys
         return [(f"baseline:{fw}", baseline[fw], baseline[fw], f"baseline vs {fw}", fw)
                 for fw in ran if fw in baseline]
-    ref = runs.get(cfg.reference)
+    ref = runs.get(reference)
     if ref is None or ref.status != "ok":
         return []
-    return [(cfg.reference, ref.outputs, ref.names, f"{cfg.reference} vs {fw}", fw)
-            for fw in ran if fw != cfg.reference]
+    return [(reference, ref.outputs, ref.names, f"{reference} vs {fw}", fw) for fw in ran if fw != reference]
 
 
 def _use_caches(fw: str, spec: LoadSpec, files: dict) -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from .atomic import write_atomic
+
 MARKER_KEYS = {"checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file", "batch_size",
                "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances", "inline", "baseline"}
 ENTRIES = ".items"
@@ -96,9 +98,9 @@ class ParityFile(pytest.File):
                 pairs = _pairs(entry)
             except ParityError as e:
                 raise self.CollectError(f"parity: error: {e.one_line()}") from None
-            for pair in pairs:
+            for pair in pairs + _stand_in_pairs(pairs):
                 item = ParityItem.from_parent(self, name=f"{entry['name']}[{pair[0]}-vs-{pair[1]}]",
-                                              entry=entry, pair=pair)
+                                              entry=entry, pair=pair, stand_in=pair not in pairs)
                 item.add_marker(pytest.mark.xdist_group(entry["name"]))
                 yield item
 
@@ -124,6 +126,15 @@ def _pairs(entry: dict) -> list[tuple[str, str]]:
         raise UsageError(f"check {entry.get('name')!r} compares nothing: frameworks {', '.join(fws)} with "
                          f"reference {ref}", "list at least two frameworks, or gate against a baseline")
     return pairs
+
+
+def _stand_in_pairs(pairs: list) -> list:
+    """The pairs compared only when the reference cannot run (api.reference_used): each candidate
+    against every later one, so each possible stand-in's pairs are items of their own."""
+    if not pairs or pairs[0][0] == "baseline":
+        return []
+    others = [cand for _, cand in pairs]
+    return [(a, b) for i, a in enumerate(others) for b in others[i + 1:]]
 
 
 def _safe(name: str) -> str:
@@ -165,28 +176,41 @@ def run_entry(config, entry: dict):
     return results
 
 
-def pair_failure(results: dict, candidate: str) -> str | None:
-    """The pair x output table and first divergence of one failing pair (None when it passes)."""
+def _comparison(results: dict, pair: tuple) -> dict | None:
+    """The comparison of ``pair`` (reference, candidate); reference ``"baseline"`` is the candidate's recording."""
+    ref, candidate = pair
+    return next((c for c in results["comparisons"] if c["candidate"] == candidate
+                 and (c["reference"] == ref or ref == "baseline" and c["reference"] == f"baseline:{candidate}")), None)
+
+
+def pair_failure(results: dict, pair: tuple) -> str | None:
+    """The pair x output table and first divergence of one failing pair (None when it passes).
+
+    ``pair`` is (reference, candidate); ``"baseline"`` matches a framework's own recording. A pair
+    that was not compared fails with the fault of the side that could not run."""
     from .report import console
 
-    comp = next((c for c in results["comparisons"] if c["candidate"] == candidate), None)
-    fw = results["frameworks"].get(candidate, {})
-    ref = results["comparisons"][0]["reference"] if results["comparisons"] else None
+    ref, candidate = pair
+    comp = _comparison(results, pair)
     if comp is not None and comp["passed"]:
         return None
+    ref = comp["reference"] if comp else ref
     one = {**results, "comparisons": [comp] if comp else [],
            "frameworks": {k: v for k, v in results["frameworks"].items()
-                          if k in (candidate, ref) or (ref or "").endswith(":" + k)}}
+                          if k in (candidate, ref) or ref.endswith(":" + k)}}
     text = console.render(one, verbose=True)
     if comp is None:
-        text = f"{candidate}: no comparison ({fw.get('status')}: {fw.get('error')})\n" + text
+        down = next((fw for fw in (ref, candidate) if (results["frameworks"].get(fw) or {}).get("status") != "ok"),
+                    candidate)
+        fw = results["frameworks"].get(down, {})
+        text = f"{ref} vs {candidate}: not compared ({down} {fw.get('status')}: {fw.get('error')})\n" + text
     return text
 
 
 class ParityItem(pytest.Item):
-    def __init__(self, *, entry, pair, **kw):
+    def __init__(self, *, entry, pair, stand_in=False, **kw):
         super().__init__(**kw)
-        self.entry, self.pair = entry, pair
+        self.entry, self.pair, self.stand_in = entry, pair, stand_in
 
     def runtest(self):
         results = run_entry(self.config, self.entry)
@@ -194,8 +218,12 @@ class ParityItem(pytest.Item):
             _record(self, None, "error", results.one_line())
             raise ParityFailure(f"parity: error: {results.one_line()}")
         data = results.to_dict()
-        failure = pair_failure(data, self.pair[1])
-        comp = next((c for c in data["comparisons"] if c["candidate"] == self.pair[1]), None)
+        used = data.get("reference_used") or {}
+        if self.stand_in and used.get("framework") != self.pair[0]:
+            pytest.skip(f"compared only when the reference {used.get('requested')} cannot run and "
+                        f"{self.pair[0]} stands in for it")
+        failure = pair_failure(data, self.pair)
+        comp = _comparison(data, self.pair)
         _record(self, data, "pass" if failure is None else "fail", comp and comp["first_divergence"])
         if failure:
             raise ParityFailure(failure)
@@ -227,9 +255,7 @@ def _record(item, data: dict | None, verdict: str, detail) -> None:
            "results": str(results.relative_to(root)) if results.is_file() else None,
            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "pid": os.getpid(),
            "checkpoint": data["checkpoint"]["path"] if data else None}
-    tmp = entries / f".{_safe(item.nodeid)}.tmp"
-    tmp.write_text(json.dumps(row))
-    os.replace(tmp, entries / f"{_safe(item.nodeid)}.json")
+    write_atomic(entries / f"{_safe(item.nodeid)}.json", json.dumps(row))
 
 
 def pytest_sessionstart(session):
@@ -323,7 +349,7 @@ class ParityHelper:
         """Fail the test with the pair tables when any pair failed."""
         results = results or self.results
         data = results.to_dict()
-        texts = [t for c in data["comparisons"] if (t := pair_failure(data, c["candidate"]))]
+        texts = [t for c in data["comparisons"] if (t := pair_failure(data, (c["reference"], c["candidate"])))]
         bad = [fw for fw, e in data["frameworks"].items() if e["status"] in ("error", "crashed", "unavailable")]
         if texts or bad:
             pytest.fail("\n".join(texts) or f"parity: frameworks failed: {', '.join(bad)}", pytrace=False)
@@ -361,7 +387,7 @@ def pytest_runtest_call(item):
     result = yield
     if entry is not None:
         data = item.stash[_RESULTS].to_dict()
-        texts = [t for c in data["comparisons"] if (t := pair_failure(data, c["candidate"]))]
+        texts = [t for c in data["comparisons"] if (t := pair_failure(data, (c["reference"], c["candidate"])))]
         bad = [fw for fw, e in data["frameworks"].items() if e["status"] in ("error", "crashed", "unavailable")]
         _record(item, data, "fail" if texts or bad else "pass",
                 next((c["first_divergence"] for c in data["comparisons"] if not c["passed"]), None))

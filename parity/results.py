@@ -299,6 +299,11 @@ class Results(Record):
                                   "comparison)", None, omit_none=True)
     schedule: dict | None = key("worker mode only: whether the workers ran side by side and why, and when each "
                                 "started and ended (schedule.py)", None, omit_none=True)
+    reference_used: dict | None = key("`requested` (--reference), `framework` (the one the comparisons are judged "
+                                      "against: the requested one, or the next framework in --frameworks order that "
+                                      "ran when it could not; null when no pair could be compared), `reason` (why "
+                                      "the requested one was not used; null when it was); not written for baselines",
+                                      None, omit_none=True)
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

@@ -125,9 +125,11 @@ def error_line(exc: BaseException) -> str:
         what = f" (it names {m.group(1)})" if m else ""
         return ParityError(f"torch's weights-only loader refused the pickled weights{what}: the file holds "
                            "objects other than tensors, and unpickling them could run code",
-                           f"re-save the weights as {registry.get('pt').native_file} from a source you trust, or pass "
-                           "--source with another framework's weights").one_line()
-    text = str(exc).strip().splitlines()
+                           f"re-save the weights as {registry.get('pt').native_file} from a source you trust, "
+                           "or pass --source with another framework's weights").one_line()
+    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(text) > 1 and text[0].endswith(":"):  # "Error(s) in loading state_dict for Linear:" says nothing alone
+        return f"{type(exc).__name__}: {text[0]} {text[1]}"
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
 
 

@@ -121,3 +121,14 @@ def test_baseline_inputs_that_do_not_fit_the_checkpoint_are_refused(recorded, cl
     assert r.code == 2, r.out + r.err
     assert r.err.count("\n") == 1 and "is outside its vocabulary of 10. Note: pass --checkpoint" in r.err, r.err
     assert "Traceback" not in r.err and not (tmp_path / "out").exists()
+
+
+def test_compare_with_a_failing_framework_still_compares_the_others(recorded, cli, tmp_path):
+    """pt dies while loading: flax is still judged against its own recording; exit 3 for the fault."""
+    root, _ = recorded
+    r = cli("compare", root / "base", "--report-dir", tmp_path / "c", env={"PARITY_TEST_FAULT": "pt:kill@load"})
+    assert r.code == 3, r.out + r.err
+    assert r.results["frameworks"]["pt"]["status"] == "crashed"
+    (comp,) = r.results["comparisons"]
+    assert (comp["reference"], comp["candidate"], comp["passed"]) == ("baseline:flax", "flax", True)
+    assert "reference_used" not in r.results  # each framework has its own recording: nothing stands in

@@ -17,6 +17,17 @@ def verdict_line(results: dict) -> str:
     return f"{verdict(results)} (exit {code}: {EXIT_MEANING.get(code, 'unknown')})"
 
 
+def stand_in(results: dict) -> str | None:
+    """One line when the requested reference could not be used (results.json ``reference_used``)."""
+    used = results.get("reference_used") or {}
+    if not used.get("reason"):
+        return None
+    if used.get("framework"):
+        return (f"reference: {used['framework']} stands in for {used['requested']} ({used['reason']}); "
+                f"the pairs below judge the other frameworks against {used['framework']}")
+    return f"reference: {used['requested']} could not be used ({used['reason']}) and too few others ran to compare"
+
+
 def pair_name(comp: dict) -> str:
     return f"{comp['reference']} vs {comp['candidate']}"
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .common import diagnoses, labels_line, layer_series, num, pair_name, shape, source, verdict, verdict_line
+from .common import (diagnoses, labels_line, layer_series, num, pair_name, shape, source, stand_in, verdict,
+                     verdict_line)
 from .console import mismatch_message
 
 CSS = """
@@ -284,6 +285,8 @@ def render(results: dict) -> str:
     for name, fw in results.get("frameworks", {}).items():
         if fw.get("status") != "ok":
             summary.append(f"<li>{e(name)}: <b>{e(fw.get('status'))}</b>: {e(fw.get('error'))}</li>")
+    if stand_in(results):
+        summary.append(f"<li>{e(stand_in(results))}</li>")
     shapes = inputs.get("shapes") or {}
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",

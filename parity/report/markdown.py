@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..runners import registry
-from .common import diagnoses, labels_line, num, pair_name, source, verdict_line
+from .common import diagnoses, labels_line, num, pair_name, source, stand_in, verdict_line
 from .console import mismatch_message
 
 LIMIT = 64 * 1024      # GitHub job summaries and PR comments cap around 64 KiB / 65536 characters
@@ -50,6 +50,8 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
     bad_fw = [(n, f) for n, f in results["frameworks"].items() if f.get("status") != "ok"]
     for name, fw in bad_fw:
         lines.append(f"- **{cell(name)}: {cell(fw.get('status'))}**: {cell(fw.get('error') or '')}")
+    if stand_in(results):
+        lines.append(f"- {cell(stand_in(results))}")
     lines.append("")
 
     # Pair x output: one row per output, one column per pair.
