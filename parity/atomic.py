@@ -30,6 +30,17 @@ def write_atomic(path, data: str | bytes, encoding: str = "utf-8") -> Path:
     return path
 
 
+def write_npz_atomic(path, arrays) -> Path:
+    """numpy arrays as one npz, written atomically (workers and readers poll for the final name)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_atomic(path, buf.getbuffer())
+
+
 @contextmanager
 def temp_dir(beside, name: str | None = None):
     """A fresh folder next to ``beside`` (same filesystem, so renaming it into place is atomic),
@@ -56,9 +67,13 @@ def publish_dir(tmp, target, *, replace: bool) -> bool:
     ``replace``: an existing ``target`` is removed first. Otherwise an existing one wins and the
     answer is False (a concurrent writer got there first)."""
     if replace:
-        if Path(target).exists():
-            shutil.rmtree(target)
+        old = Path(target).with_name(f".{Path(target).name}.parity-old-{os.getpid()}")
+        had = Path(target).exists()
+        if had:  # swap: the old folder is moved aside first, removed once the new one is in place
+            os.replace(target, old)
         os.replace(tmp, target)
+        if had:
+            shutil.rmtree(old, ignore_errors=True)
         return True
     try:
         os.rename(tmp, target)

@@ -27,6 +27,7 @@ from pathlib import Path
 from . import tasks
 from .api import run_check
 from .checkpoint import Checkpoint
+from .atomic import publish_dir
 from .config import FRAMEWORKS, CheckConfig
 from .runners import registry
 from .errors import EXIT_FRAMEWORK, EXIT_MISMATCH, EXIT_OK, FrameworkError, UsageError
@@ -110,13 +111,7 @@ def _write(ckpt: Checkpoint, spec: LoadSpec, target: str, out: Path, *, inline: 
             if f.is_file() and not f.name.startswith(".") and not _WEIGHTS_FILE.match(f.name) \
                     and f.name not in SKIP_FILES:
                 shutil.copy2(f, tmp / f.name)  # the source's config.json replaces the re-serialised one
-        old = None
-        if out.exists():  # --force: swap, then remove the old folder
-            old = out.with_name(f".{out.name}.parity-old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        publish_dir(tmp, out, replace=True)  # --force: the old folder is swapped out, then removed
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

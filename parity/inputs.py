@@ -9,7 +9,6 @@ ids and multiple-choice shapes come from parity.modalities.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,10 +73,9 @@ class Batch:
 
     def save(self, path: Path) -> None:
         """Write npz atomically (workers poll for the final name)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **self.arrays)
-        os.replace(tmp, path)
+        from .atomic import write_npz_atomic
+
+        write_npz_atomic(path, self.arrays)
 
     @staticmethod
     def load_arrays(path: Path) -> dict:

@@ -7,12 +7,12 @@ checkpoint fingerprint of the run, and the one-line command that reruns it.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .config import CheckConfig
 from .errors import UsageError
 from .inputs import Batch
@@ -27,9 +27,7 @@ def save(folder: Path, cfg: CheckConfig, batch: Batch, results) -> None:
             "batch": {k: v for k, v in batch.describe().items()},
             "environment": results.environment, "fingerprint": results.checkpoint["fingerprint"],
             "command": f"parity replay {shlex.quote(str(folder))}"}
-    tmp = folder / ".replay.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, folder / "replay.json")
+    write_atomic(folder / "replay.json", json.dumps(meta, indent=2) + "\n")
     (folder / "command.txt").write_text(meta["command"] + "\n")
 
 

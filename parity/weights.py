@@ -10,7 +10,6 @@ framework each came from. Pure numpy: no framework is imported here.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -72,11 +71,9 @@ def tf_to_pt_layout(value: np.ndarray, transpose: str) -> np.ndarray:
 
 def save(weights: dict, path) -> Path:
     """Write an export as npz atomically (names may hold dots: npz keys allow them)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **weights)
-    os.replace(tmp, path)
-    return path
+    from .atomic import write_npz_atomic
+
+    return write_npz_atomic(path, weights)
 
 
 def load(path) -> dict:

@@ -18,7 +18,6 @@ It exists for tests/test_faults.py; nothing else sets it.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import sys
@@ -27,7 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .atomic import write_atomic
+from .atomic import write_atomic, write_npz_atomic
 from .protocol import WorkerReport, WorkerRequest, f64_path
 from .runners import registry
 
@@ -210,7 +209,7 @@ def _run(runner, request: WorkerRequest, arrays: Mapping, report: WorkerReport) 
     report.seconds["run"] = runner.run_seconds
     report.arrays = outputs
     if request.out:
-        _save_npz(request.out, outputs)
+        write_npz_atomic(request.out, outputs)
     report.outputs = list(outputs)
     if request.explain:
         from .probes import explain
@@ -218,16 +217,8 @@ def _run(runner, request: WorkerRequest, arrays: Mapping, report: WorkerReport) 
         t1 = time.perf_counter()
         report.explain, report.arrays64 = explain(runner, arrays, outputs, request.explain.get("float64", False))
         if report.arrays64 is not None and request.out:
-            _save_npz(f64_path(request.out), report.arrays64)
+            write_npz_atomic(f64_path(request.out), report.arrays64)
         report.seconds["explain"] = time.perf_counter() - t1
-
-
-def _save_npz(path, arrays: Mapping) -> None:
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_atomic(path, buf.getbuffer())
 
 
 def _process_stage(request: WorkerRequest) -> Stage:
