@@ -324,7 +324,7 @@ def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: 
 def _use_caches(fw: str, spec: LoadSpec, files: dict) -> None:
     """Point the spec at a cached conversion (or where to keep this one), and a framework that keeps
     compiled ops (Flax) at its compile cache."""
-    from . import cache
+    from . import conversion_cache as cache
 
     base = cache.root() if spec.converted_from else None
     if base is not None:

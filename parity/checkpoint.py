@@ -119,7 +119,7 @@ class Checkpoint:
         an unchanged bert-base skips reading its 418 MiB again (about 1 s here); ``remember=False``
         (--no-cache) hashes every file.
         """
-        from . import cache
+        from . import conversion_cache as cache
 
         files = {}
         total = hashlib.sha256()

@@ -155,7 +155,7 @@ def _add_support(sub) -> None:
 
 def _cmd_support(args) -> int:
     if args.results:
-        from .report import support as support_report
+        from .report import support_page as support_report
 
         if not Path(args.results).is_dir():
             raise UsageError(f"results folder {args.results} does not exist",
@@ -166,7 +166,7 @@ def _cmd_support(args) -> int:
             raise UsageError(f"no results.json under {args.results}", "run parity check with --report-dir there first")
         text = support_report.render(found)
     else:
-        from .support import render
+        from .support_matrix import render
 
         text = render(args.format, int(args.min_frameworks))
     if args.output:

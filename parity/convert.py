@@ -159,7 +159,7 @@ def convert(path, out, *, to: str, source: str = "auto", task: str | None = None
         exports = {fw: Path(wdir) / f"{fw}.npz" for fw in (src, target)}
         comparison = None
         if all(p.exists() for p in exports.values()):
-            comparison = weights_mod.compare(weights_mod.load(exports[src]), weights_mod.load(exports[target]),
+            comparison = weights_mod.diff_weights(weights_mod.load(exports[src]), weights_mod.load(exports[target]),
                                              atol=weights_atol)
 
     out_ckpt = Checkpoint.open(str(out))

@@ -120,12 +120,12 @@ def _weight_diff(exports: dict, comp: dict, keep: int = 20) -> dict | None:
     """The candidate's loaded weights against the reference's, tensor by tensor (names mapped to
     PyTorch's, transposes undone), each differing tensor placed in a layer and linked to the
     divergence when it sits where the outputs part."""
-    from .weights import compare
+    from .weights import diff_weights
 
     ref, cand = comp["reference"], comp["candidate"]
     if ref not in exports or cand not in exports:
         return None
-    w = compare(exports[ref], exports[cand])
+    w = diff_weights(exports[ref], exports[cand])
     first_stage = stage(comp["first_divergence"]) if comp["first_divergence"] else None
     differing = [{**d, "layer": layer_of_weight(d["name"])} for d in w.differing]
     linked = [d["name"] for d in differing if in_stage(d["layer"], first_stage)]

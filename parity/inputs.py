@@ -44,7 +44,7 @@ class Batch:
     extra: dict = field(default_factory=dict)
     modality: str = "text"            # what the encoder reads (see modalities.modality)
     seq2seq: bool = False             # decoder_input_ids present: non-encoder outputs are decoder-aligned
-    cache: str | None = None          # tokenized batch from the cache: "hit", "stored", or None (parity.token_cache)
+    cache: str | None = None          # tokenized batch from the cache: "hit", "stored", or None (parity.batch_cache)
 
     @property
     def attention_mask(self) -> np.ndarray | None:
@@ -159,16 +159,16 @@ def _text(path, config, given, batch_size, max_length, seed, choices, trust_remo
 
 
 def _tokenize_cached(path, texts, max_length, seed, files: dict) -> Batch:
-    """_tokenize through parity.token_cache: a re-check skips importing transformers here."""
-    from . import token_cache
+    """_tokenize through parity.batch_cache: a re-check skips importing transformers here."""
+    from . import batch_cache
 
-    entry = token_cache.key(files, texts, max_length)
-    found = token_cache.load(entry)
+    entry = batch_cache.key(files, texts, max_length)
+    found = batch_cache.load(entry)
     if found is not None:
         arrays, tokenizer = found
         return Batch(arrays, "tokenizer", seed, texts=list(texts), tokenizer=tokenizer, cache="hit")
     batch = _tokenize(path, texts, max_length, seed)
-    if token_cache.store(entry, batch.arrays, batch.tokenizer):
+    if batch_cache.store(entry, batch.arrays, batch.tokenizer):
         batch.cache = "stored"
     return batch
 

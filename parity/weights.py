@@ -105,7 +105,7 @@ class WeightsComparison:
         return d
 
 
-def compare(reference: dict, candidate: dict, *, atol: float = 0.0) -> WeightsComparison:
+def diff_weights(reference: dict, candidate: dict, *, atol: float = 0.0) -> WeightsComparison:
     """Compare two exports by name. A conversion copies numbers, so the default is exact (atol 0).
 
     Fails on any missing, unexpected, reshaped or differing tensor; NaN on one

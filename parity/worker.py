@@ -190,7 +190,7 @@ def _keep(runner, request: WorkerRequest) -> None:
     """What a request asks of the loaded model besides its outputs: a saved checkpoint, its weights."""
     if request.save_to:  # conversion: write this framework's checkpoint
         runner.save(request.save_to)
-    if request.weights_out:  # weight export for parity.weights.compare
+    if request.weights_out:  # weight export for parity.weights.diff_weights
         from .weights import save as save_weights
 
         save_weights(runner.export_weights(), request.weights_out)

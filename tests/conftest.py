@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Tests convert for real unless they ask for the conversion cache (tests/test_cache.py).
+# Tests convert for real unless they ask for the conversion cache (tests/test_conversion_cache.py).
 os.environ["PARITY_CACHE_DIR"] = "off"
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from parity.report import console, html, index, junit, markdown, support
+from parity.report import console, html, index, junit, markdown
+from parity.report import support_page as support
 from parity.results import (ABSENT, FrameworkEntry, LoadIssues, OutputComparison, PairComparison, Results,
                             schema_markdown)
 

@@ -2,8 +2,8 @@
 
 import json
 
-from parity import support
-from parity.report import support as support_report
+from parity import support_matrix as support
+from parity.report import support_page as support_report
 
 # The model types the issue names as having PyTorch, TF and Flax classes.
 THREE = ("bert roberta xlm-roberta roberta-prelayernorm albert electra distilbert roformer bart mbart t5 mt5 "

@@ -110,7 +110,7 @@ class Runner:
         """Load a cached conversion natively; report it as the conversion it stands for."""
         from dataclasses import replace
 
-        from .. import cache
+        from .. import conversion_cache as cache
 
         original = self.spec
         self.spec = replace(original, path=original.cache_hit, weights=self.descriptor.native_file,
@@ -128,7 +128,7 @@ class Runner:
         return report
 
     def _store(self) -> None:
-        from .. import cache
+        from .. import conversion_cache as cache
 
         try:
             cache.store(self.framework, Path(self.spec.cache_store), self._save_native, self.report.to_dict())

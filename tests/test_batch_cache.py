@@ -1,4 +1,4 @@
-"""Tokenized batches are cached (parity.token_cache): a re-check reads the same arrays back without
+"""Tokenized batches are cached (parity.batch_cache): a re-check reads the same arrays back without
 importing transformers; a changed tokenizer file, other texts or a damaged entry tokenize again."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from parity import inputs, token_cache
+from parity import batch_cache, inputs
 from parity.checkpoint import Checkpoint
 from parity.runners import scipy_unused
 from parity.runners.base import LoadSpec
@@ -72,14 +72,14 @@ def test_damaged_entry_is_rebuilt_and_remote_code_is_never_cached(tiny, tmp_path
 
 def test_old_entries_are_pruned(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(token_cache, "KEEP", 2)
+    monkeypatch.setattr(batch_cache, "KEEP", 2)
     for n in range(4):
         _build(tiny / "bert-pt", texts=[f"text number {n}"])
     assert len(list((tmp_path / "cache" / "batches").glob("*.npz"))) == 2
 
 
 def test_a_hit_does_not_import_transformers(tiny, tmp_path):
-    code = ("import sys; from tests.test_token_cache import _build; "
+    code = ("import sys; from tests.test_batch_cache import _build; "
             f"b = _build({str(tiny / 'bert-pt')!r}); print(b.cache, 'transformers' in sys.modules)")
     env = {"PARITY_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     from pathlib import Path

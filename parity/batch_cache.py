@@ -33,7 +33,7 @@ LIBRARIES = ("transformers", "tokenizers", "sentencepiece", "protobuf", "tiktoke
 
 
 def _folder() -> Path | None:
-    from . import cache
+    from . import conversion_cache as cache
 
     base = cache.root()
     return None if base is None else base / "batches"
