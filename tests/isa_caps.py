@@ -21,7 +21,8 @@ from pathlib import Path
 CAPS = {
     "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
              "XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
-    "AVX": {"ONEDNN_MAX_CPU_ISA": "AVX", "MKL_ENABLE_INSTRUCTIONS": "AVX", "ATEN_CPU_CAPABILITY": "default",
+    # oneMKL 2024 has no AVX-only code path (asked for AVX it runs SSE4.2): capped to SSE4_2 explicitly.
+    "AVX": {"ONEDNN_MAX_CPU_ISA": "AVX", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ATEN_CPU_CAPABILITY": "default",
             "XLA_FLAGS": "--xla_cpu_max_isa=AVX",
             "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"},
 }
@@ -35,11 +36,12 @@ tf.nn.conv2d(tf.random.normal((2, 16, 16, 3)), tf.random.normal((3, 3, 3, 4)), 1
 JAX = """import jax, jax.numpy as jnp
 jax.jit(lambda a: jnp.tanh(a @ a).sum())(jnp.ones((64, 64), jnp.float32)).block_until_ready()"""
 NUMPY = """from numpy._core._multiarray_umath import __cpu_features__ as f
-print("numpy dispatch:", " ".join(k for k in ("X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR") if f.get(k)))"""
+wide = [k for k in ("X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR") if f.get(k)]
+print("numpy dispatch beyond the X86_V2 baseline:", " ".join(wide) or "none")"""
 
 
 ONEDNN_ISA = r"onednn_verbose,.*?cpu,isa:([^\n]*)"
-MKL_ISA = r"MKL_VERBOSE oneMKL[^\n]*? 64 architecture [^\n]*?\((Intel\(R\) AVX[^)]*)\)"
+MKL_ISA = r"MKL_VERBOSE oneMKL[^\n]*? 64 architecture [^\n]*?\((Intel\(R\) (?:AVX|SSE)[^)]*)\)"
 ATEN_ISA = r"CPU capability usage: ([^\n]*)"
 
 
