@@ -70,6 +70,18 @@ def build_cached(name: str, argv: list, sources: list) -> Path:
     return target
 
 
+def assert_within_tolerance(row: dict, atol: float = 1e-5, rtol: float = 1e-5) -> None:
+    """One compared output passed under the tolerance it records, as parity judges it
+    (``|a - b| <= atol + rtol * |b|`` per element; ``required_atol`` is the least atol that passes at that rtol).
+
+    Never a bound on ``max_abs_diff`` itself: which kernels run depends on the CPU, and a cross-framework
+    difference may exceed ``atol`` where ``rtol * |b|`` still covers it (mt5's logits: 1.08e-5 on an
+    AVX-512 FP16 Xeon, a pass)."""
+    assert (row["atol"], row["rtol"]) == (atol, rtol), row
+    assert row["passed"] and row["error"] is None and row["mismatched"] == 0 < row["total"], row
+    assert row["max_abs_diff"] is not None and row["required_atol"] <= atol, row
+
+
 @pytest.fixture
 def ids_batch() -> dict:
     """Two rows of 12 token ids for the tiny BERTs, the second padded from position 7."""

@@ -1,6 +1,7 @@
 """`parity check` end to end through the CLI: every conversion direction, altered weights, MiniLM."""
 
 import pytest
+from conftest import assert_within_tolerance
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +17,8 @@ def _assert_clean_pass(r, *, outputs):
         assert comp["passed"] and comp["first_divergence"] is None
         assert [o["name"] for o in comp["outputs"]] == outputs
         for o in comp["outputs"]:
-            assert o["max_abs_diff"] is not None and o["max_abs_diff"] < 1e-5, o
+            assert_within_tolerance(o)
+            # implied by the verdict: 1 - cosine <= (atol / rms(b) + rtol)^2 / 2, under 1e-6 here (rms(b) > 0.01)
             assert o["cosine"] > 0.99999
     return res
 
@@ -112,7 +114,7 @@ def test_minilm_passes_in_all_three_frameworks(cli, minilm):
         hidden = next(o for o in comp["outputs"] if o["name"] == "last_hidden_state")
         assert hidden["shape"] == [6, 64, 384]
         assert hidden["total"] < 6 * 64 * 384  # padded positions excluded
-        assert 1e-8 < hidden["max_abs_diff"] < 1e-5  # real float32 noise, not identical arrays
+        assert hidden["max_abs_diff"] > 0  # two frameworks' float32 arithmetic, not one array twice
     env = res["environment"]["versions"]
     assert env["transformers"].startswith("4.57") and env["torch"] and env["tensorflow"] and env["flax"]
     assert len(res["checkpoint"]["fingerprint"]) == 64
