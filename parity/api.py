@@ -244,7 +244,7 @@ def _exit_code(interrupted: bool, fw_results: dict, comparisons: list) -> int:
 
 # inputs of a run interrupted before its batch was built
 NO_INPUTS = {"source": None, "seed": None, "texts": None, "tokenizer": None, "keys": [], "shapes": {},
-             "dtypes": {}, "padded_positions": 0}
+             "dtypes": {}, "padded_positions": 0, "empty_rows": []}
 
 
 def _labels(config: dict, limit: int = 50) -> dict | None:

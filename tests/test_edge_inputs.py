@@ -1,0 +1,121 @@
+"""Issue 20's edge inputs: rows with nothing to compare, and weights that are not finite or not float32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parity.compare import compare_pair, empty_rows, rows_kept, valid_mask
+from parity.report.console import mismatch_message
+
+TOL = lambda name: (1e-5, 1e-5)  # noqa: E731
+
+
+def _mask():
+    """Three rows of four tokens: full, padded from position 2, all padding."""
+    return np.array([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]])
+
+
+def test_rows_that_are_all_padding_are_found():
+    assert empty_rows(_mask()) == [2]
+    assert empty_rows(np.ones((2, 3))) == [] and rows_kept(np.ones((2, 3))) is None
+    choices = np.ones((2, 2, 3))
+    choices[1, 0] = 0
+    assert empty_rows(choices) == [[1, 0]]
+    # a decoder row with nothing to compare drops the row too
+    assert empty_rows({"encoder": np.ones((2, 3)), "decoder": np.array([[1, 1], [0, 0]])}) == [1]
+
+
+def test_per_row_outputs_exclude_the_empty_rows():
+    mask = _mask()
+    logits = valid_mask("logits", (3, 2), mask)
+    assert logits.tolist() == [[True, True], [True, True], [False, False]]
+    pooled = valid_mask("pooler_output", (3, 8), mask)
+    assert pooled[:2].all() and not pooled[2].any()
+    hidden = valid_mask("hidden_states.1", (3, 4, 8), mask)
+    assert hidden[0].all() and hidden[1, :2].all() and not hidden[1, 2:].any() and not hidden[2].any()
+    assert valid_mask("logits", (3, 2), np.ones((3, 4))) is None  # no empty row: counted everywhere, as before
+    assert valid_mask("vision_model_output.pooler_output", (3, 8), mask) is None  # the image is real
+    choices = np.ones((2, 2, 3))
+    choices[1, 0] = 0
+    assert valid_mask("logits", (2, 2), choices).tolist() == [[True, True], [False, True]]
+    flat = valid_mask("hidden_states.0", (4, 3, 5), choices)  # the model flattens (batch, choices)
+    assert not flat[2].any() and flat[[0, 1, 3]].all()
+
+
+def _outputs(rng):
+    return {"hidden_states.1": rng.standard_normal((3, 4, 8)).astype(np.float32),
+            "logits": rng.standard_normal((3, 2)).astype(np.float32)}
+
+
+def test_nan_in_an_empty_row_never_poisons_the_verdict():
+    """One framework gives NaN for the all-padding row, the other finite but different values:
+    excluded and reported apart (``padded``), the pair passes."""
+    ref = _outputs(np.random.default_rng(0))
+    cand = {k: v.copy() for k, v in ref.items()}
+    cand["logits"][2] = np.nan
+    cand["hidden_states.1"][2] = np.nan
+    ref["logits"][2] += 1.0
+    pair = compare_pair("pt", "tf", ref, cand, list(ref), tolerance=TOL, attention_mask=_mask())
+    assert pair.passed and pair.first_divergence is None
+    rows = {r.name: r for r in pair.outputs}
+    logits = rows["logits"]
+    assert logits.masked and logits.total == 4 and logits.nonfinite == {"reference": 0, "candidate": 0}
+    assert logits.padded == {"positions": 2, "max_abs_diff": None, "nonfinite": 2}
+    hidden = rows["hidden_states.1"]
+    assert hidden.total == (4 + 2) * 8 and hidden.padded["nonfinite"] == 4 * 8
+    assert pair.token_error["nonfinite"] == []
+
+
+def test_nan_on_a_real_position_fails_with_its_location():
+    ref = _outputs(np.random.default_rng(1))
+    cand = {k: v.copy() for k, v in ref.items()}
+    cand["logits"][1, 1] = np.nan      # a real row
+    cand["logits"][2, 0] = np.nan      # the empty row: not counted
+    cand["hidden_states.1"][1, 1, 3] = np.inf  # a real token of the padded row
+    pair = compare_pair("pt", "flax", ref, cand, list(ref), tolerance=TOL, attention_mask=_mask())
+    assert not pair.passed and pair.first_divergence == "hidden_states.1"
+    rows = {r.name: r for r in pair.outputs}
+    assert rows["logits"].worst_index == [1, 1] and rows["logits"].nonfinite == {"reference": 0, "candidate": 1}
+    assert rows["logits"].mismatched == 1 and rows["logits"].required_atol is None
+    assert rows["hidden_states.1"].worst_index == [1, 1, 3]
+    assert pair.token_error["output"] == "hidden_states.1" and pair.token_error["nonfinite"] == [[1, 1]]
+    message = mismatch_message(rows["logits"].to_dict())
+    assert "NaN/Inf: 0 in reference, 1 in candidate, first at index (1, 1)" in message
+    assert "Greatest absolute difference: 0 (up to" in message  # not "at" the NaN's index
+
+
+@pytest.mark.slow
+def test_all_padding_row_through_every_framework(tiny):
+    """A batch whose third row's attention mask is all zeros, through PyTorch, TF and Flax on the tiny BERT.
+
+    Measured (transformers 4.57, CPU): no framework gives NaN for that row here, but they fill fully masked
+    attention differently (TF's -1e4 shift cancels in the softmax, PyTorch's and Flax's finfo.min gives uniform
+    weights), so the row's outputs differ most across frameworks. It is excluded from every output and reported;
+    the verdict is the real rows'."""
+    from parity import api, inputs
+    from parity.config import CheckConfig
+    from parity.report.console import render
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 99, size=(3, 12), dtype=np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, :] = 0
+    batch = inputs.Batch({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+                         "random-ids", 0)
+    cfg = CheckConfig(path=str(tiny / "bert-pt"), frameworks=["pt", "tf", "flax"]).validated()
+    res = api.run_check(cfg, batch=batch, save=False).to_dict()
+    assert all(fw["status"] == "ok" for fw in res["frameworks"].values())
+    assert res["inputs"]["empty_rows"] == [2]
+    assert len(res["comparisons"]) == 2
+    for comp in res["comparisons"]:
+        rows = {row["name"]: row for row in comp["outputs"]}
+        logits = rows["logits"]
+        assert logits["masked"] and logits["total"] == 2 * 3 and logits["padded"]["positions"] == 3
+        assert rows["hidden_states.3"]["total"] == (12 + 7) * 32
+        assert all(row["total"] > 0 for row in comp["outputs"])
+        assert comp["passed"] == all(row["passed"] for row in comp["outputs"])
+    assert res["passed"] == all(c["passed"] for c in res["comparisons"])
+    text = render(res)
+    assert "1 row(s) all padding, excluded from every comparison (nothing to compare): 2" in text
