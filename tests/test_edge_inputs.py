@@ -119,3 +119,85 @@ def test_all_padding_row_through_every_framework(tiny):
     assert res["passed"] == all(c["passed"] for c in res["comparisons"])
     text = render(res)
     assert "1 row(s) all padding, excluded from every comparison (nothing to compare): 2" in text
+
+
+# --- weights that are not finite or not float32 --------------------------------------------------------------
+
+def _copy_weights(tiny, dest, change) -> str:
+    """A copy of the tiny PyTorch BERT whose safetensors tensors went through ``change(dict)``."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(tiny / "bert-pt", dest)
+    weights = load_file(str(dest / "model.safetensors"))
+    change(weights)
+    save_file(weights, str(dest / "model.safetensors"), metadata={"format": "pt"})
+    return str(dest)
+
+
+def test_weights_dtype_read_from_the_headers(tiny, tmp_path):
+    from parity.preflight import weights_dtype
+
+    assert weights_dtype(tiny / "bert-pt", "model.safetensors") == "float32"
+    half = _copy_weights(tiny, tmp_path / "half", lambda w: w.update({k: v.astype(np.float16) for k, v in w.items()}))
+    assert weights_dtype(half, "model.safetensors") == "float16"
+    assert weights_dtype(tiny / "bert-tf", "tf_model.h5") == "float32"
+    assert weights_dtype(tiny / "bert-flax", "flax_model.msgpack") is None  # not told without reading the arrays
+
+
+HALF_NOTE = "checkpoint weights are float16; loaded as float32 (parity compares float32 in every framework)"
+
+
+@pytest.mark.slow
+def test_float16_checkpoint_is_compared_in_float32_everywhere(tiny, tmp_path):
+    """Every tensor float16 (as .half().save_pretrained() writes them, config dtype included): PyTorch, TF
+    (from the safetensors) and Flax (from_pt, which keeps float16 params) all run in float32 and say so."""
+    import json
+
+    from parity import api
+    from parity.config import CheckConfig
+
+    half = _copy_weights(tiny, tmp_path / "half", lambda w: w.update({k: v.astype(np.float16) for k, v in w.items()}))
+    config = json.loads((tmp_path / "half" / "config.json").read_text())
+    (tmp_path / "half" / "config.json").write_text(json.dumps({**config, "dtype": "float16"}))
+    cfg = CheckConfig(path=half, frameworks=["pt", "tf", "flax"]).validated()
+    res = api.run_check(cfg, save=False).to_dict()
+    for fw, entry in res["frameworks"].items():
+        assert entry["status"] == "ok", (fw, entry["error"])
+        assert any(n.startswith(HALF_NOTE) for n in entry["load"]["notes"]), (fw, entry["load"]["notes"])
+        assert not any("NaN or Inf" in n for n in entry["load"]["notes"])
+    # Measured (transformers 4.57): PyTorch and TF load float32 by themselves; Flax keeps float16 params.
+    assert "Flax kept float16, cast to float32 by parity" in " ".join(res["frameworks"]["flax"]["load"]["notes"])
+    assert len(res["comparisons"]) == 2
+    for comp in res["comparisons"]:
+        assert comp["outputs"] and all(row["total"] > 0 and row["error"] is None for row in comp["outputs"])
+        assert comp["passed"] == all(row["passed"] for row in comp["outputs"])
+    assert res["passed"] == all(c["passed"] for c in res["comparisons"]) and res["exit_code"] in (0, 1)
+
+
+@pytest.mark.slow
+def test_nan_weight_is_named_and_fails_where_it_lands(tiny, tmp_path):
+    """One NaN in the pooler's dense weight: every framework's load report names that tensor, the hidden
+    states still pass, and the check fails at the logits with the NaN's location."""
+    from parity import api
+    from parity.config import CheckConfig
+
+    def plant(w):
+        w["bert.pooler.dense.weight"][3, 5] = np.nan
+
+    ckpt = _copy_weights(tiny, tmp_path / "nan", plant)
+    res = api.run_check(CheckConfig(path=ckpt, frameworks=["pt", "tf", "flax"]).validated(), save=False).to_dict()
+    assert res["exit_code"] == 1 and not res["passed"]
+    for fw, entry in res["frameworks"].items():
+        assert entry["status"] == "ok", (fw, entry["error"])
+        [note] = [n for n in entry["load"]["notes"] if "NaN or Inf" in n]
+        assert note.startswith("weights hold NaN or Inf: ") and "pooler" in note and "(1 of 1024)" in note, note
+        assert note.count(" of ") == 1, note  # that tensor only
+    for comp in res["comparisons"]:
+        rows = {row["name"]: row for row in comp["outputs"]}
+        assert comp["first_divergence"] == "logits"
+        assert all(row["passed"] for name, row in rows.items() if name.startswith(("hidden_states", "attentions")))
+        logits = rows["logits"]
+        assert not logits["passed"] and logits["nonfinite"]["reference"] == logits["total"]
+        assert logits["worst_index"] == [0, 0]
