@@ -343,6 +343,9 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     are listed in ``not_compared`` with the reason.
     """
     rows, skipped = [], []
+    kept = rows_kept(attention_mask) if exclude_padding else None
+    # Every row all padding: nothing would be counted, and a pass over nothing is no verdict.
+    nothing = kept is not None and not kept.any()
     enc_mask = attention_mask.get("encoder") if isinstance(attention_mask, dict) else attention_mask
     tokens = tuple(np.shape(enc_mask)) if enc_mask is not None and np.ndim(enc_mask) == 2 else None
     worst = None  # (score, row, per-token values) of the worst token-aligned output
@@ -357,6 +360,11 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
             side = reference if name not in ref_outputs else candidate
             rows.append(OutputComparison(name=name, shape=None, passed=False, atol=atol, rtol=rtol,
                                          error=f"output missing from {side}"))
+            continue
+        if nothing and stack_of(name, seq2seq) != "none":
+            rows.append(OutputComparison(name=name, shape=list(np.shape(ref_outputs[name])), passed=False,
+                                         atol=atol, rtol=rtol, error=f"nothing to compare: every batch row is "
+                                         "all padding (attention_mask all zeros)"))
             continue
         b = ref_outputs[name]
         a = cand_outputs[name]

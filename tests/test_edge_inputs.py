@@ -143,6 +143,7 @@ def test_weights_dtype_read_from_the_headers(tiny, tmp_path):
     half = _copy_weights(tiny, tmp_path / "half", lambda w: w.update({k: v.astype(np.float16) for k, v in w.items()}))
     assert weights_dtype(half, "model.safetensors") == "float16"
     assert weights_dtype(tiny / "bert-tf", "tf_model.h5") == "float32"
+    assert weights_dtype(tiny / "bert-pt-bin", "pytorch_model.bin") == "float32"  # torch.FloatStorage, unread
     assert weights_dtype(tiny / "bert-flax", "flax_model.msgpack") is None  # not told without reading the arrays
 
 
@@ -201,3 +202,13 @@ def test_nan_weight_is_named_and_fails_where_it_lands(tiny, tmp_path):
         logits = rows["logits"]
         assert not logits["passed"] and logits["nonfinite"]["reference"] == logits["total"]
         assert logits["worst_index"] == [0, 0]
+
+
+def test_a_batch_of_only_empty_rows_is_no_pass():
+    ref = _outputs(np.random.default_rng(2))
+    pair = compare_pair("pt", "tf", ref, ref, list(ref), tolerance=TOL, attention_mask=np.zeros((3, 4)))
+    assert not pair.passed and pair.first_divergence == "hidden_states.1"
+    assert all(r.error.startswith("nothing to compare: every batch row is all padding") for r in pair.outputs)
+    # without padding exclusion (--no-exclude-padding style callers) everything is compared, as before
+    assert compare_pair("pt", "tf", ref, ref, list(ref), tolerance=TOL, attention_mask=np.zeros((3, 4)),
+                        exclude_padding=False).passed
