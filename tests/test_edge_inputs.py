@@ -212,3 +212,20 @@ def test_a_batch_of_only_empty_rows_is_no_pass():
     # without padding exclusion (--no-exclude-padding style callers) everything is compared, as before
     assert compare_pair("pt", "tf", ref, ref, list(ref), tolerance=TOL, attention_mask=np.zeros((3, 4)),
                         exclude_padding=False).passed
+
+
+@pytest.mark.slow
+def test_cached_float16_conversion_keeps_one_note(tiny, tmp_path, monkeypatch):
+    """The conversion cache keeps the cast (float32) weights and the load's notes: a re-check that loads
+    them says the checkpoint's dtype once, not twice."""
+    from parity import api
+    from parity.config import CheckConfig
+
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "cache"))
+    half = _copy_weights(tiny, tmp_path / "half", lambda w: w.update({k: v.astype(np.float16) for k, v in w.items()}))
+    for expected in ("stored", "hit"):
+        res = api.run_check(CheckConfig(path=half, frameworks=["pt", "flax"]).validated(), save=False).to_dict()
+        flax = res["frameworks"]["flax"]
+        assert flax["status"] == "ok" and flax["cache"] == expected, flax
+        assert sum(n.startswith(HALF_NOTE) for n in flax["load"]["notes"]) == 1, flax["load"]["notes"]
+        assert res["comparisons"][0]["outputs"]

@@ -153,15 +153,13 @@ class Runner:
         if found or stored:
             note = (f"checkpoint weights are {stored or ', '.join(sorted(found))}; loaded as float32 "
                     "(parity compares float32 in every framework)")
-            if found:
-                note += f"; {self.descriptor.label} kept {', '.join(sorted(found))}, cast to float32 by parity"
-            if note not in report.notes:  # a cached conversion carries the note already
-                report.notes.append(note)
-        bad = [(name, n, size) for name, n, size in self._nonfinite_weights()]
+            kept = f"; {self.descriptor.label} kept {', '.join(sorted(found))}, cast to float32 by parity"
+            _note_once(report.notes, note, note + kept if found else note)
+        bad = list(self._nonfinite_weights())
         if bad:
             named = ", ".join(f"{name} ({n} of {size})" for name, n, size in bad[:NONFINITE_NAMED])
             more = f" and {len(bad) - NONFINITE_NAMED} more" if len(bad) > NONFINITE_NAMED else ""
-            report.notes.append(f"weights hold NaN or Inf: {named}{more}")
+            _note_once(report.notes, "weights hold NaN or Inf: ", f"weights hold NaN or Inf: {named}{more}")
 
     def _nonfinite_weights(self):
         """(name, NaN/Inf count, size) of each floating weight that is not all finite."""
@@ -286,6 +284,13 @@ def call_flags(fn, wanted: dict, notes: list, class_name: str) -> dict:
     if dropped:
         notes.append(f"{class_name} takes no {', '.join(dropped)}: not requested")
     return kept
+
+
+def _note_once(notes: list, prefix: str, note: str) -> None:
+    """Append ``note`` unless a note starting with ``prefix`` is there (a cached conversion carries the
+    notes of the load that stored it)."""
+    if not any(n.startswith(prefix) for n in notes):
+        notes.append(note)
 
 
 def _keyname(key) -> str:
