@@ -15,6 +15,7 @@ from .config import CheckConfig
 from .errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, UsageError
 from .executor import RunInterrupted, execute
 from .outputs import group, model_order
+from .preflight import weights_dtype
 from .results import FrameworkEntry, Results, environment, versions
 from .runners import registry, runner_class
 from .runners.base import LoadSpec
@@ -143,7 +144,8 @@ def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: 
                              weights=plan.weights, converted_from=plan.converted_from, via=plan.via,
                              device=cfg.device, output_hidden_states="hidden_states" in cfg.outputs,
                              output_attentions="attentions" in cfg.outputs,
-                             trust_remote_code=cfg.trust_remote_code)
+                             trust_remote_code=cfg.trust_remote_code,
+                             weights_dtype=weights_dtype(folders[fw], plan.weights))
         if cfg.cache:
             _use_caches(fw, specs[fw], files)
     return fw_results, specs
@@ -244,7 +246,7 @@ def _exit_code(interrupted: bool, fw_results: dict, comparisons: list) -> int:
 
 # inputs of a run interrupted before its batch was built
 NO_INPUTS = {"source": None, "seed": None, "texts": None, "tokenizer": None, "keys": [], "shapes": {},
-             "dtypes": {}, "padded_positions": 0}
+             "dtypes": {}, "padded_positions": 0, "empty_rows": []}
 
 
 def _labels(config: dict, limit: int = 50) -> dict | None:

@@ -1,8 +1,9 @@
 """Element-wise verdicts per output and per framework pair.
 
 The rule is torch.testing's: ``|a - b| <= atol + rtol * |b|`` with the
-reference as ``b``. Padded positions are excluded from the verdict; NaN and
-Inf fail explicitly and are never zeroed.
+reference as ``b``. Padded positions, and every output of a row that is all
+padding, are excluded from the verdict; NaN and Inf fail explicitly and are
+never zeroed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,49 @@ def _as_rows(mask):
     return m if m.ndim == 2 else None
 
 
+def rows_kept(attention_mask) -> np.ndarray | None:
+    """Per batch row (the mask's leading axes: (batch,) or multiple choice's (batch, choices)), False
+    where the encoder's or the decoder's mask is all zeros; None when every row has a real token.
+
+    Such a row has nothing to compare: frameworks fill fully masked attention differently (-1e4,
+    -1e9, finfo.min, -inf: transformers #14859), so its outputs are NaN in some and finite but
+    different in others. It is excluded from every output's verdict (see valid_mask).
+    """
+    masks = attention_mask if isinstance(attention_mask, dict) else {"encoder": attention_mask}
+    kept = None
+    for m in (masks.get("encoder"), masks.get("decoder")):
+        if m is None or np.ndim(m) < 2:
+            continue
+        rows = np.asarray(m).astype(bool).any(axis=-1)
+        kept = rows if kept is None else (kept & rows if kept.shape == rows.shape else kept)
+    return None if kept is None or kept.all() else kept
+
+
+def empty_rows(attention_mask) -> list:
+    """The rows rows_kept drops, for results.json (``inputs.empty_rows``): row indices, or
+    [row, choice] pairs for multiple choice."""
+    kept = rows_kept(attention_mask)
+    if kept is None:
+        return []
+    found = np.argwhere(~kept)
+    return [int(i[0]) for i in found] if kept.ndim == 1 else [[int(j) for j in i] for i in found]
+
+
+def _drop_rows(valid, kept, shape: tuple):
+    """``valid`` with the rows that ``kept`` drops excluded too, when ``shape`` starts with the batch
+    (as the mask's leading axes, or flattened as the models flatten multiple choice)."""
+    if kept is None:
+        return valid
+    if tuple(shape[:kept.ndim]) == kept.shape:
+        rows = kept.reshape(kept.shape + (1,) * (len(shape) - kept.ndim))
+    elif kept.ndim > 1 and len(shape) and shape[0] == kept.size:
+        rows = kept.reshape((-1,) + (1,) * (len(shape) - 1))
+    else:
+        return valid
+    rows = np.broadcast_to(rows, shape)
+    return rows if valid is None else (np.asarray(valid) & rows)
+
+
 def valid_mask(name: str, shape: tuple, attention_mask, seq2seq: bool = False) -> np.ndarray | None:
     """Boolean mask of the positions that count, broadcastable to ``shape``.
 
@@ -58,12 +102,19 @@ def valid_mask(name: str, shape: tuple, attention_mask, seq2seq: bool = False) -
     attention maps ``(batch, heads, query, key)`` drop padded queries and keys
     (cross-attention: decoder queries, encoder keys); caches ``(batch, heads,
     tokens, dim)`` drop padded tokens. Outputs without a token axis (pooled,
-    sequence logits) and vision outputs count everywhere.
+    sequence logits) count everywhere, except in a row that is all padding
+    (rows_kept): every output of the text stacks drops such rows. Vision
+    outputs count everywhere (the image of a row is real).
     """
+    if stack_of(name, seq2seq) == "none":
+        return None
+    return _drop_rows(_positions(name, shape, attention_mask, seq2seq), rows_kept(attention_mask), shape)
+
+
+def _positions(name: str, shape: tuple, attention_mask, seq2seq: bool) -> np.ndarray | None:
+    """valid_mask's padded positions, before whole empty rows are dropped."""
     masks = attention_mask if isinstance(attention_mask, dict) else {"encoder": attention_mask}
     stack = stack_of(name, seq2seq)
-    if stack == "none":
-        return None
     enc, dec = _as_rows(masks.get("encoder")), _as_rows(masks.get("decoder"))
     if stack == "cross":
         q, k = dec, enc
@@ -292,6 +343,9 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     are listed in ``not_compared`` with the reason.
     """
     rows, skipped = [], []
+    kept = rows_kept(attention_mask) if exclude_padding else None
+    # Every row all padding: nothing would be counted, and a pass over nothing is no verdict.
+    nothing = kept is not None and not kept.any()
     enc_mask = attention_mask.get("encoder") if isinstance(attention_mask, dict) else attention_mask
     tokens = tuple(np.shape(enc_mask)) if enc_mask is not None and np.ndim(enc_mask) == 2 else None
     worst = None  # (score, row, per-token values) of the worst token-aligned output
@@ -306,6 +360,11 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
             side = reference if name not in ref_outputs else candidate
             rows.append(OutputComparison(name=name, shape=None, passed=False, atol=atol, rtol=rtol,
                                          error=f"output missing from {side}"))
+            continue
+        if nothing and stack_of(name, seq2seq) != "none":
+            rows.append(OutputComparison(name=name, shape=list(np.shape(ref_outputs[name])), passed=False,
+                                         atol=atol, rtol=rtol, error=f"nothing to compare: every batch row is "
+                                         "all padding (attention_mask all zeros)"))
             continue
         b = ref_outputs[name]
         a = cand_outputs[name]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import modalities
+from .compare import empty_rows
 from .errors import UsageError
 
 # Varied on purpose: short and long (truncated at the default max length),
@@ -64,6 +65,8 @@ class Batch:
             "shapes": {k: list(v.shape) for k, v in self.arrays.items()},
             "dtypes": {k: str(v.dtype) for k, v in self.arrays.items()},
             "padded_positions": int((self.attention_mask == 0).sum()) if self.attention_mask is not None else 0,
+            # Rows that are all padding: excluded from every comparison (compare.rows_kept).
+            "empty_rows": empty_rows(self.masks),
             # Per row and token, so reports can mark padded positions (the heat map).
             "attention_mask": (np.asarray(self.attention_mask).astype(int).tolist()
                                if self.attention_mask is not None else None),

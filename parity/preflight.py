@@ -335,3 +335,46 @@ def _shapes(f: Path) -> dict:
         h.visititems(lambda name, obj: shapes.__setitem__(name, list(obj.shape))
                      if isinstance(obj, h5py.Dataset) else None)
     return shapes
+
+
+# --- the floating dtype the weights are stored in ----------------------------------------------------------
+
+_SAFETENSORS_FLOATS = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64",
+                       "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+_STORAGE_FLOATS = {"torch.HalfStorage": "float16", "torch.BFloat16Storage": "bfloat16",
+                   "torch.FloatStorage": "float32", "torch.DoubleStorage": "float64"}
+
+
+def weights_dtype(folder: Path, name: str) -> str | None:
+    """The floating dtypes a weights file (or its shards) stores, joined (``"float16"``), from headers alone:
+    safetensors headers, a pickle's storage globals (torch.HalfStorage), h5 dataset dtypes. None when it
+    cannot be told without reading the arrays (msgpack), or on any error (the runners check the model too)."""
+    found: set[str] = set()
+    try:
+        for f in shard_files(Path(folder), name):
+            if f.suffix == ".safetensors":
+                found |= {_SAFETENSORS_FLOATS[v["dtype"]] for k, v in safetensors_header(f)[1].items()
+                          if k != "__metadata__" and v.get("dtype") in _SAFETENSORS_FLOATS}
+            elif f.suffix == ".bin" and _head(f, 4) == b"PK\x03\x04":
+                with zipfile.ZipFile(f) as z:
+                    for member in (m for m in z.namelist() if m.endswith("data.pkl")):
+                        found |= {_STORAGE_FLOATS[g] for g in pickle_globals(io.BytesIO(z.read(member)))
+                                  if g in _STORAGE_FLOATS}
+            elif f.suffix == ".h5":
+                found |= _h5_floats(f)
+            else:
+                return None
+    except Exception:  # noqa: BLE001  an unreadable file was refused by check_weights already
+        return None
+    return ", ".join(sorted(found)) if found else None
+
+
+def _h5_floats(f: Path) -> set:
+    import h5py
+    import numpy as np
+
+    found = set()
+    with h5py.File(f, "r") as h:
+        h.visititems(lambda _, obj: found.add(str(obj.dtype)) if isinstance(obj, h5py.Dataset)
+                     and np.issubdtype(obj.dtype, np.floating) else None)
+    return found

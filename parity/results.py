@@ -280,7 +280,9 @@ class Results(Record):
     checkpoint: dict = key("`path`, `model_type`, `architectures`, `labels` (id2label, when set), "
                            "`fingerprint` (sha256 over every file's sha256), `files` (sha256 and size per file)")
     inputs: dict = key("`source` (tokenizer or random-ids), `seed`, `texts`, `tokenizer`, `cache`, `keys`, "
-                       "`shapes`, `dtypes`, `padded_positions`, `attention_mask` (per row and token, or null)")
+                       "`shapes`, `dtypes`, `padded_positions`, `empty_rows` (rows whose mask is all "
+                       "zeros: nothing to compare, excluded from every comparison; absent in files from "
+                       "before it existed), `attention_mask` (per row and token, or null)")
     environment: dict = key("`versions` (python and the PACKAGES), `platform`, `machine`, `cpu_count`, "
                             "`devices` per framework")
     config: dict = key("the resolved options of the run")

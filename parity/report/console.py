@@ -28,11 +28,14 @@ def mismatch_message(row: dict) -> str:
         return row["error"]
     parts = [f"Mismatched elements: {row['mismatched']} / {row['total']} ({100 * row['mismatched_share']:.1f}%)"]
     nf = row.get("nonfinite") or {}
-    if nf.get("reference") or nf.get("candidate"):
-        parts.append(f"NaN/Inf: {nf.get('reference', 0)} in reference, {nf.get('candidate', 0)} in candidate")
+    nonfinite = bool(nf.get("reference") or nf.get("candidate"))
+    idx = tuple(row.get("worst_index") or ())
+    if nonfinite:  # worst_index is then the first NaN/Inf (compare.py)
+        parts.append(f"NaN/Inf: {nf.get('reference', 0)} in reference, {nf.get('candidate', 0)} in candidate, "
+                     f"first at index {idx}")
     if row.get("max_abs_diff") is not None:
-        idx = tuple(row["worst_index"] or ())
-        parts.append(f"Greatest absolute difference: {row['max_abs_diff']:.3g} at index {idx} "
+        at = "" if nonfinite else f" at index {idx}"
+        parts.append(f"Greatest absolute difference: {row['max_abs_diff']:.3g}{at} "
                      f"(up to {row['atol']:g} allowed)")
         parts.append(f"Greatest relative difference: {row['max_rel_diff']:.3g} (up to {row['rtol']:g} allowed)")
     return "; ".join(parts)
@@ -46,7 +49,12 @@ def render(results: dict, *, verbose: bool = False) -> str:
     lines = [f"parity check {ck['path']}",
              f"  model_type {ck['model_type']}, task {results['task']}, inputs {inp['source']}"
              f"{' (cached)' if inp.get('cache') == 'hit' else ''} "
-             f"{shape} ({inp['padded_positions']} padded positions excluded)", f"  batch: {keys}", ""]
+             f"{shape} ({inp['padded_positions']} padded positions excluded)"]
+    if inp.get("empty_rows"):
+        rows = inp["empty_rows"]
+        lines.append(f"  {len(rows)} row(s) all padding, excluded from every comparison (nothing to compare): "
+                     f"{', '.join(map(str, rows))}")
+    lines += [f"  batch: {keys}", ""]
     lines.append(f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} "
                  "import  load    run")
     for name, fw in results["frameworks"].items():

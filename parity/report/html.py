@@ -299,7 +299,9 @@ def render(results: dict) -> str:
         f'<div class="verdict{" fail" if fail else ""}"><span class="badge">{verdict(results)}</span>'
         f'<div>{e(verdict_line(results))}<ul class="tight">{"".join(summary)}</ul></div></div>',
         f'<p class="meta">inputs: {e(inputs.get("source"))} {e(shapes.get("input_ids") or next(iter(shapes.values()), None))}, '
-        f'{e(inputs.get("padded_positions"))} padded positions excluded, seed {e(inputs.get("seed"))}</p>',
+        f'{e(inputs.get("padded_positions"))} padded positions excluded, seed {e(inputs.get("seed"))}'
+        + (f', rows {e(", ".join(map(str, inputs["empty_rows"])))} all padding (excluded from every comparison)'
+           if inputs.get("empty_rows") else "") + '</p>',
     ]
     parts += [pair_section(c, inputs) for c in comps]
     parts.append(load_section(results))

@@ -36,6 +36,7 @@ class LoadSpec:
     cache_store: str | None = None   # where to keep this conversion for the next run
     trust_remote_code: bool = False
     compile_cache: str | None = None  # JAX's persistent compilation cache folder (Flax only)
+    weights_dtype: str | None = None  # the floating dtypes the weights file stores (preflight.weights_dtype)
 
 
 @dataclass
@@ -56,6 +57,9 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+NONFINITE_NAMED = 3  # weights named in the load note about NaN / Inf
 
 
 class Runner:
@@ -97,12 +101,10 @@ class Runner:
 
     def load(self) -> LoadReport:
         t0 = time.perf_counter()
-        if self.spec.cache_hit:
-            self.report = self._load_cached()
-        else:
-            self.report = self._load_impl()
-            if self.spec.cache_store and self.spec.converted_from:
-                self._store()
+        self.report = self._load_cached() if self.spec.cache_hit else self._load_impl()
+        self._check_weights(self.report)  # before the cache keeps the conversion: float32
+        if not self.spec.cache_hit and self.spec.cache_store and self.spec.converted_from:
+            self._store()
         self.report.seconds = time.perf_counter() - t0
         return self.report
 
@@ -135,6 +137,52 @@ class Runner:
             self.report.cache = "stored"
         except Exception as e:  # a full disk must not fail the check
             self.report.notes.append(f"conversion cache not written ({type(e).__name__}: {e})")
+
+    def _check_weights(self, report: LoadReport) -> None:
+        """Every framework computes in float32: weights loaded in another floating dtype are cast (a note
+        says what the checkpoint stored); weights holding NaN or Inf are named in a note. One pass over
+        the weights, one tensor at a time."""
+        found = self._float_dtypes() - {"float32"}
+        if found:
+            self._to_float32()
+            left = self._float_dtypes() - {"float32"}
+            if left:
+                raise FrameworkError(f"{self.framework} weights are still {', '.join(sorted(left))} after casting "
+                                     "to float32", "report this with the transformers version in results.json")
+        stored = self.spec.weights_dtype if self.spec.weights_dtype not in (None, "float32") else None
+        if found or stored:
+            note = (f"checkpoint weights are {stored or ', '.join(sorted(found))}; loaded as float32 "
+                    "(parity compares float32 in every framework)")
+            kept = f"; {self.descriptor.label} kept {', '.join(sorted(found))}, cast to float32 by parity"
+            _note_once(report.notes, note, note + kept if found else note)
+        bad = list(self._nonfinite_weights())
+        if bad:
+            named = ", ".join(f"{name} ({n} of {size})" for name, n, size in bad[:NONFINITE_NAMED])
+            more = f" and {len(bad) - NONFINITE_NAMED} more" if len(bad) > NONFINITE_NAMED else ""
+            _note_once(report.notes, "weights hold NaN or Inf: ", f"weights hold NaN or Inf: {named}{more}")
+
+    def _nonfinite_weights(self):
+        """(name, NaN/Inf count, size) of each floating weight that is not all finite."""
+        import numpy as np
+
+        for name, arr in self._weight_arrays():
+            arr = np.asarray(arr)
+            if np.issubdtype(arr.dtype, np.floating):
+                finite = int(np.isfinite(arr).sum())
+                if finite != arr.size:
+                    yield name, arr.size - finite, arr.size
+
+    def _float_dtypes(self) -> set:
+        """The floating dtypes of the loaded weights, as numpy names ("float32", "float16", "bfloat16")."""
+        raise NotImplementedError
+
+    def _to_float32(self) -> None:
+        """Cast every floating weight to float32 in place."""
+        raise NotImplementedError
+
+    def _weight_arrays(self):
+        """(framework's name, numpy array) for every weight, one at a time."""
+        raise NotImplementedError
 
     def _save_native(self, folder) -> None:
         self.save(folder)  # the runner's own save: Flax passes the params of a _do_init=False model
@@ -236,6 +284,13 @@ def call_flags(fn, wanted: dict, notes: list, class_name: str) -> dict:
     if dropped:
         notes.append(f"{class_name} takes no {', '.join(dropped)}: not requested")
     return kept
+
+
+def _note_once(notes: list, prefix: str, note: str) -> None:
+    """Append ``note`` unless a note starting with ``prefix`` is there (a cached conversion carries the
+    notes of the load that stored it)."""
+    if not any(n.startswith(prefix) for n in notes):
+        notes.append(note)
 
 
 def _keyname(key) -> str:

@@ -143,6 +143,31 @@ class FlaxRunner(Runner):
     def save(self, folder: str) -> None:
         self.model.save_pretrained(folder, params=self.params)
 
+    def _float_dtypes(self) -> set:
+        import jax
+        import jax.numpy as jnp
+
+        leaves = jax.tree_util.tree_leaves(self.model.params if self.params is None else self.params)
+        return {str(x.dtype) for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)}
+
+    def _to_float32(self) -> None:
+        """Flax keeps the checkpoint's dtype in the params (a float16 checkpoint computes float16 matmuls)."""
+        import jax
+        import jax.numpy as jnp
+
+        cast = lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+        if self.params is None:
+            self.model.params = jax.tree_util.tree_map(cast, self.model.params)
+        else:
+            self.params = jax.tree_util.tree_map(cast, self.params)
+
+    def _weight_arrays(self):
+        import numpy as np
+        from flax.traverse_util import flatten_dict
+
+        for key, value in flatten_dict(self.model.params if self.params is None else self.params).items():
+            yield "/".join(map(str, key)), np.asarray(value)
+
     def _export_impl(self) -> dict:
         # The mapping of transformers' Flax -> PyTorch converter (see parity.weights.flax_to_canonical).
         import numpy as np

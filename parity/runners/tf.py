@@ -76,6 +76,17 @@ class TFRunner(Runner):
     def _forward(self):
         return self.model.call
 
+    def _float_dtypes(self) -> set:
+        return {w.dtype.name for w in self.model.weights if w.dtype.is_floating}
+
+    def _to_float32(self) -> None:
+        """Nothing to cast: the variables are built in Keras' default float32 and from_pretrained assigns the
+        checkpoint's values into them (cast); Runner._check_weights fails the load if one is not."""
+
+    def _weight_arrays(self):
+        for w in self.model.weights:
+            yield w.name, w.numpy()
+
     def _export_impl(self) -> dict:
         # transformers' own TF -> PyTorch name rule, which also says how to undo the layout.
         from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name

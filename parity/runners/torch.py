@@ -75,6 +75,21 @@ class TorchRunner(Runner):
     def save(self, folder: str) -> None:
         self.model.save_pretrained(folder, safe_serialization=True)
 
+    def _float_dtypes(self) -> set:
+        return {str(t.dtype).replace("torch.", "") for t in self.model.state_dict().values() if t.is_floating_point()}
+
+    def _to_float32(self) -> None:
+        self.model.float()  # transformers 4.57 loads float32 unless told a dtype; this keeps it so
+
+    def _weight_arrays(self):
+        seen = set()
+        for name, t in self.model.state_dict().items():
+            ptr = (t.data_ptr(), tuple(t.shape))
+            if t.numel() and ptr in seen:  # tied: named once
+                continue
+            seen.add(ptr)
+            yield name, _to_numpy(t)
+
     def _forward(self):
         return self.model.forward
 
