@@ -363,7 +363,7 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
             continue
         if nothing and stack_of(name, seq2seq) != "none":
             rows.append(OutputComparison(name=name, shape=list(np.shape(ref_outputs[name])), passed=False,
-                                         atol=atol, rtol=rtol, error=f"nothing to compare: every batch row is "
+                                         atol=atol, rtol=rtol, error="nothing to compare: every batch row is "
                                          "all padding (attention_mask all zeros)"))
             continue
         b = ref_outputs[name]
