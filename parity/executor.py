@@ -43,7 +43,7 @@ class FrameworkRun:
     traceback: str | None = None
     explain: dict | None = None       # probes of --explain (see probes.py)
     imported: list | None = None      # frameworks the worker process imported
-    compile_cache: dict | None = None  # Flax: XLA compilation cache hits and misses (see cache.compile_dir)
+    compile_cache: dict | None = None  # Flax: XLA compilation cache hits and misses (see conversion_cache.compile_dir)
     outputs64: Mapping | None = None  # float64 oracle outputs, when this framework ran them
     signal: str | None = None       # SIGKILL, SIGSEGV, ... when the worker died of one
     returncode: int | None = None   # the worker's exit status (negative: killed by a signal)

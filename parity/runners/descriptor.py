@@ -35,12 +35,5 @@ class Framework:
     converts_from: tuple = ()    # frameworks transformers converts from directly (from_pt, from_tf, ...)
     idle_bytes: int = 700 << 20  # resident memory of a worker after its imports (schedule.py)
     float64_oracle: bool = False  # the runner can re-run in float64 (--explain's oracle)
-    compile_cache: bool = False   # the runner keeps compiled ops in a persistent cache (cache.compile_dir)
+    compile_cache: bool = False   # the runner keeps compiled ops in a persistent cache (conversion_cache.compile_dir)
     no_cache_why: str = ""        # why its plain forward pass returns no past_key_values, where it does not
-
-    def class_name(self, pt_class: str) -> str:
-        """BertModel -> TFBertModel."""
-        return self.class_prefix + pt_class
-
-    def sharded(self, weights: str) -> bool:
-        return weights.endswith(".index.json")

@@ -13,7 +13,7 @@ refuse ``_do_init=False``) load the ordinary way.
 
 Flax models run op by op, and XLA compiles every op for its shapes on first
 use; with the cache on, the compiled ops are kept in JAX's persistent
-compilation cache (cache.compile_dir), so a re-check loads them instead.
+compilation cache (conversion_cache.compile_dir), so a re-check loads them instead.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ COMPILE_CACHE_BYTES = 1 << 30  # JAX evicts least recently used entries past thi
 
 
 def use_compile_cache(jax, folder: str) -> dict:
-    """Keep XLA's compiled executables in ``folder`` (see cache.compile_dir).
+    """Keep XLA's compiled executables in ``folder`` (see conversion_cache.compile_dir).
 
     Returns counters that JAX's monitoring events keep up to date: ``requests``
     (compiles that asked the cache) and ``hits`` (loaded instead of compiled).
