@@ -66,7 +66,9 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     paths = paths or {}
     plans, folders = _plan(ckpt, cfg, [fw for fw in cfg.frameworks if classes[fw]], paths)
     if cfg.report_dir:
-        _check_writable(Path(cfg.report_dir))
+        from .report.write import check_writable
+
+        check_writable([cfg.report_dir], "--report-dir")
     fingerprint = ckpt.fingerprint(remember=cfg.cache)
     fw_results, specs = _specs(cfg, ckpt, task, classes, plans, folders, paths, fingerprint["files"])
 
@@ -339,17 +341,6 @@ def _use_caches(fw: str, spec: LoadSpec, files: dict) -> None:
     if registry.get(fw).compile_cache:
         compile_dir = cache.compile_dir()
         spec.compile_cache = str(compile_dir) if compile_dir else None
-
-
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".parity-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"report folder {folder} cannot be written ({e.strerror})",
-                         "pass --report-dir with a writable folder") from None
 
 
 def _own_cpu() -> float:

@@ -39,7 +39,7 @@ def render(results: dict, fmt: str, *, verbose: bool = False) -> str:
     return junit.render(results)
 
 
-def check_writable(folders) -> None:
+def check_writable(folders, option: str = "--out (or --report-dir)") -> None:
     """Fail before the first file is written, so a bad --out leaves nothing half-written."""
     for folder in dict.fromkeys(Path(f) for f in folders):
         try:
@@ -49,7 +49,7 @@ def check_writable(folders) -> None:
             probe.unlink()
         except OSError as e:
             raise UsageError(f"report folder {folder} cannot be written ({e.strerror})",
-                             "pass --out (or --report-dir) with a writable folder") from None
+                             f"pass {option} with a writable folder") from None
 
 
 def write_text(path: Path, text: str) -> Path:
