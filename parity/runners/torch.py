@@ -60,17 +60,19 @@ class TorchRunner(Runner):
         self.flags = self._flags(model.forward, report.notes)
         return report
 
-    def _export_impl(self) -> dict:
-        # state_dict keeps persistent buffers (BART's final_logits_bias is a weight in TF/Flax);
-        # a tensor tied to an earlier one (lm_head <- embeddings) is kept once, as TF and Flax store it.
-        seen, out = set(), {}
+    def _unique_state(self):
+        """state_dict keeps persistent buffers (BART's final_logits_bias is a weight in TF/Flax); a tensor
+        tied to an earlier one (lm_head <- embeddings) is named once, as TF and Flax store it."""
+        seen = set()
         for name, t in self.model.state_dict().items():
             ptr = (t.data_ptr(), tuple(t.shape))
             if t.numel() and ptr in seen:
                 continue
             seen.add(ptr)
-            out[name] = _to_numpy(t.float() if t.is_floating_point() else t)
-        return out
+            yield name, t
+
+    def _export_impl(self) -> dict:
+        return {name: _to_numpy(t.float() if t.is_floating_point() else t) for name, t in self._unique_state()}
 
     def save(self, folder: str) -> None:
         self.model.save_pretrained(folder, safe_serialization=True)
@@ -82,12 +84,7 @@ class TorchRunner(Runner):
         self.model.float()  # transformers 4.57 loads float32 unless told a dtype; this keeps it so
 
     def _weight_arrays(self):
-        seen = set()
-        for name, t in self.model.state_dict().items():
-            ptr = (t.data_ptr(), tuple(t.shape))
-            if t.numel() and ptr in seen:  # tied: named once
-                continue
-            seen.add(ptr)
+        for name, t in self._unique_state():
             yield name, _to_numpy(t)
 
     def _forward(self):
