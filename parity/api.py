@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import inputs, tasks
+from . import environments, inputs, tasks
 from .checkpoint import Checkpoint
 from .compare import compare_pair
 from .config import CheckConfig
@@ -45,7 +45,7 @@ class Interrupted(KeyboardInterrupt):
 
 def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=None, save: bool = True,
               paths: dict | None = None, weights_dir: Path | None = None, baseline: dict | None = None,
-              on_outputs=None) -> Results:
+              on_outputs=None, baseline_sources: dict | None = None) -> Results:
     """Run one check; ``batch`` replaces the built batch (replays, recorded inputs).
 
     ``progress(subject, state)`` hears loading / running / done per framework and comparing
@@ -56,21 +56,27 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
 
     Golden baselines (parity.baseline): ``baseline`` is {framework: recorded outputs}; each
     framework is then compared with its own recording (reference ``baseline:<fw>``) instead of
-    with ``cfg.reference``, so one framework is enough. ``on_outputs(framework, outputs)`` is
+    with ``cfg.reference``, so one framework is enough; ``baseline_sources`` ({framework: recorded
+    framework}) names another framework's recording where that is what ``baseline`` holds. ``on_outputs(framework, outputs)`` is
     called with each framework's outputs before they are released (to record them)."""
     t_start = time.perf_counter()
     ckpt = Checkpoint.open(cfg.path, trust_remote_code=cfg.trust_remote_code)
     _check_max_length(ckpt.config, cfg.max_length)
+    envs = environments.resolve(cfg.frameworks, cfg.envs)  # probes each --env interpreter: bad ones end here
+    missing = {fw: why for fw in cfg.frameworks if (why := _unavailable(fw, envs))}
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference,
-                                  min_frameworks=1 if baseline is not None else 2)
+                                  min_frameworks=1 if baseline is not None else 2,
+                                  roots={fw: environments.of(fw, envs).transformers for fw in cfg.frameworks},
+                                  unavailable=set(missing))
     paths = paths or {}
-    plans, folders = _plan(ckpt, cfg, [fw for fw in cfg.frameworks if classes[fw]], paths)
+    plans, folders = _plan(ckpt, cfg, [fw for fw in cfg.frameworks if classes[fw] and fw not in missing], paths)
     if cfg.report_dir:
         from .report.write import check_writable
 
         check_writable([cfg.report_dir], "--report-dir")
     fingerprint = ckpt.fingerprint(remember=cfg.cache)
-    fw_results, specs = _specs(cfg, ckpt, task, classes, plans, folders, paths, fingerprint["files"])
+    fw_results, specs = _specs(cfg, ckpt, task, classes, plans, folders, paths, fingerprint["files"], envs,
+                               missing)
 
     def make_batch():
         if batch is not None:
@@ -83,7 +89,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
         outcome = _run_and_compare(cfg, specs, make_batch, Path(workdir), t_start, progress=progress,
                                    weights_dir=weights_dir, baseline=baseline, on_outputs=on_outputs,
-                                   fw_results=fw_results)
+                                   fw_results=fw_results, baseline_sources=baseline_sources)
     results = Results(
         passed=outcome.code == EXIT_OK, exit_code=outcome.code, task=task,
         checkpoint={"path": str(cfg.path), "model_type": ckpt.model_type,
@@ -122,25 +128,30 @@ def _plan(ckpt: Checkpoint, cfg: CheckConfig, supported: list[str], paths: dict)
 
 
 def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: dict, folders: dict,
-           paths: dict, files: dict) -> tuple[dict[str, dict], dict[str, LoadSpec]]:
+           paths: dict, files: dict, envs: dict, missing: dict) -> tuple[dict[str, dict], dict[str, LoadSpec]]:
     """results.json's entry for every framework, and a LoadSpec for each that can run."""
     fw_results: dict[str, dict] = {}
     specs: dict[str, LoadSpec] = {}
     for fw in cfg.frameworks:
+        env = environments.of(fw, envs)
         entry = FrameworkEntry(class_name=classes[fw]).to_dict()  # filled in below; Results types it
+        entry["environment"] = env.record()
         fw_results[fw] = entry
+        if fw in missing:
+            entry["status"], entry["error"] = "unavailable", missing[fw]
+            continue
         if not classes[fw]:
             entry["status"] = "unsupported"
-            entry["error"] = (f"transformers {versions()['transformers']} has no {fw} class for "
-                              f"model type {ckpt.model_type!r} and task {task}")
+            entry["error"] = (f"transformers {env.versions['transformers']}{_in(env)} has no "
+                              f"{registry.base(fw)} class for model type {ckpt.model_type!r} and task {task}")
             continue
         plan = plans[fw]
         entry.update(weights=plan.weights, converted_from=plan.converted_from, via=plan.via)
         if fw in paths:
             entry["path"] = str(paths[fw])
-        reason = runner_class(fw).unavailable_reason()
+        reason = _cannot_convert(plan, env)
         if reason:
-            entry["status"], entry["error"] = "unavailable", reason
+            entry["status"], entry["error"] = "unsupported", reason
             continue
         specs[fw] = LoadSpec(path=str(folders[fw].resolve()), task=task, class_name=classes[fw],
                              weights=plan.weights, converted_from=plan.converted_from, via=plan.via,
@@ -149,8 +160,29 @@ def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: 
                              trust_remote_code=cfg.trust_remote_code,
                              weights_dtype=weights_dtype(folders[fw], plan.weights))
         if cfg.cache:
-            _use_caches(fw, specs[fw], files)
+            _use_caches(fw, specs[fw], files, env.versions)
     return fw_results, specs
+
+
+def _in(env) -> str:
+    return f" (environment {env.name})" if env.name else ""
+
+
+def _unavailable(fw: str, envs: dict) -> str | None:
+    """Why ``fw`` cannot run in its environment (framework or transformers classes missing there), or None."""
+    env = environments.of(fw, envs)
+    reason = env.unavailable.get(registry.base(fw))
+    return f"{reason}{_in(env)}" if reason else None
+
+
+def _cannot_convert(plan, env) -> str | None:
+    """transformers 5 loads PyTorch weights only: a conversion from a framework it no longer has cannot run there."""
+    for src in filter(None, (plan.converted_from, plan.via)):
+        if not tasks.has_auto_module(registry.get(src).auto_module, env.transformers):
+            return (f"the checkpoint has {src} weights only for it, and transformers {env.versions['transformers']}"
+                    f"{_in(env)} cannot convert them (it has no {registry.get(src).label} classes); convert them "
+                    f"under transformers 4 first: parity convert PATH OUT --to {registry.base(plan.framework)}")
+    return None
 
 
 @dataclass
@@ -168,10 +200,13 @@ class _Outcome:
 
 
 def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t_start: float, *, progress,
-                     weights_dir, baseline, on_outputs, fw_results: dict) -> _Outcome:
+                     weights_dir, baseline, on_outputs, fw_results: dict,
+                     baseline_sources: dict | None = None) -> _Outcome:
     """Run the frameworks (recording each in ``fw_results``), then compare and, with --explain, diagnose."""
-    # --explain: every framework runs the probes; the one with a float64 oracle (PyTorch) runs that too.
-    explain = {fw: {"float64": registry.get(fw).float64_oracle} for fw in specs} if cfg.explain else None
+    # --explain: every framework runs the probes; one that can upcast (PyTorch; the reference's when it can,
+    # as diagnose judges with it) runs the float64 oracle too.
+    oracle = next((fw for fw in [cfg.reference, *specs] if fw in specs and registry.get(fw).float64_oracle), None)
+    explain = {fw: {"float64": fw == oracle} for fw in specs} if cfg.explain else None
     run_info: dict = {}
     exports_dir = weights_dir
     if cfg.explain and exports_dir is None:
@@ -182,6 +217,7 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
     t_workers = time.perf_counter()
     try:
         batch, runs = execute(specs, make_batch, workdir=workdir, inline=cfg.inline,
+                              pythons={fw: fw_results[fw]["environment"]["python"] for fw in specs if "@" in fw},
                               device=cfg.device, explain=explain, timeout=cfg.timeout,
                               progress=progress, weights_dir=exports_dir, info=run_info)
         interrupted = False
@@ -199,7 +235,8 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
     used = None if baseline is not None else reference_used(cfg, fw_results)
     if batch is not None:
         try:
-            _compare(cfg, runs, batch, comparisons, progress, baseline, used and used["framework"])
+            _compare(cfg, runs, batch, comparisons, progress, baseline, used and used["framework"],
+                     baseline_sources)
             if cfg.explain:
                 from .diagnose import diagnose
 
@@ -234,6 +271,8 @@ def _record(entry: dict, run) -> None:
         entry["device"] = run.load["device"]
         entry["cache"] = run.load.get("cache")
         entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
+        if run.load.get("settings"):
+            entry["settings"] = run.load["settings"]
 
 
 def _exit_code(interrupted: bool, fw_results: dict, comparisons: list) -> int:
@@ -294,14 +333,16 @@ def reference_used(cfg: CheckConfig, fw_results: dict) -> dict:
 
 
 def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=None,
-             baseline: dict | None = None, reference: str | None = None) -> list[dict]:
+             baseline: dict | None = None, reference: str | None = None,
+             baseline_sources: dict | None = None) -> list[dict]:
     """Each framework that ran against its reference, appended to ``comparisons`` as it goes.
 
     The reference is ``cfg.reference``'s outputs, or with ``baseline`` the framework's own
     recording (``baseline:<fw>``). Outputs of the chosen groups, the reference's first, then
     any only the candidate has, in the model's order.
     """
-    for ref_name, ref_outputs, ref_names, label, fw in _references(cfg, runs, baseline, reference):
+    for ref_name, ref_outputs, ref_names, label, fw in _references(cfg, runs, baseline, reference,
+                                                                   baseline_sources or {}):
         run = runs[fw]
         if progress:
             progress(label, "comparing")
@@ -313,11 +354,12 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
     return comparisons
 
 
-def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: str | None) -> list[tuple]:
+def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: str | None,
+                sources: dict) -> list[tuple]:
     """(reference name, its outputs, their names, progress label, candidate) for every comparison to make."""
     ran = [fw for fw in cfg.frameworks if fw in runs and runs[fw].status == "ok"]
     if baseline is not None:  # a recording's names are its keys
-        return [(f"baseline:{fw}", baseline[fw], baseline[fw], f"baseline vs {fw}", fw)
+        return [(f"baseline:{sources.get(fw, fw)}", baseline[fw], baseline[fw], f"baseline vs {fw}", fw)
                 for fw in ran if fw in baseline]
     ref = runs.get(reference)
     if ref is None or ref.status != "ok":
@@ -325,15 +367,16 @@ def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: 
     return [(reference, ref.outputs, ref.names, f"{reference} vs {fw}", fw) for fw in ran if fw != reference]
 
 
-def _use_caches(fw: str, spec: LoadSpec, files: dict) -> None:
+def _use_caches(fw: str, spec: LoadSpec, files: dict, env_versions: dict) -> None:
     """Point the spec at a cached conversion (or where to keep this one), and a framework that keeps
-    compiled ops (Flax) at its compile cache."""
+    compiled ops (Flax) at its compile cache. Conversions are keyed by the versions of the environment
+    that runs them (``env_versions``)."""
     from . import conversion_cache as cache
 
     base = cache.root() if spec.converted_from else None
     if base is not None:
-        entry = cache.key(fw, spec, files, versions())
-        hit = cache.lookup(fw, entry)
+        entry = cache.key(registry.base(fw), spec, files, env_versions)
+        hit = cache.lookup(registry.base(fw), entry)
         if hit is not None:
             spec.cache_hit = str(hit)
         else:

@@ -193,21 +193,31 @@ class Baseline:
 
 
 def compare(baseline: Baseline, *, path=None, frameworks=None, atol=None, rtol=None, tolerances=None,
-            report_dir=None, inline=False, device=None, explain=False, save=True):
-    """Run the current environment on the recorded inputs; judge each framework against its recording."""
+            report_dir=None, inline=False, device=None, explain=False, save=True, against=None, envs=None):
+    """Run the current environment on the recorded inputs; judge each framework against its recording.
+
+    ``against``: a recorded framework every running one is judged against instead (a TF recording
+    made under transformers 4, compared with PyTorch under 5). ``envs`` as CheckConfig's: ``pt@v5``
+    runs under that interpreter and is judged against the pt recording.
+    """
     from .api import run_check
+    from .runners import registry
 
     rec = baseline.meta["config"]
     chosen = frameworks or baseline.recorded
     if isinstance(chosen, str):
         chosen = [f.strip() for f in chosen.split(",") if f.strip()]
-    from .runners import registry
-
     chosen = [registry.canonical(f) for f in chosen]
-    not_recorded = [f for f in chosen if f not in baseline.recorded]
+    if against is not None:
+        against = registry.canonical(against)
+        if against not in baseline.recorded:
+            raise UsageError(f"--against {against}: the baseline has no {against} outputs (recorded: "
+                             f"{', '.join(baseline.recorded)})", "pass --against with a recorded framework")
+    sources = {fw: against or registry.base(fw) for fw in chosen}
+    not_recorded = [src for src in sources.values() if src not in baseline.recorded]
     if not_recorded:
         raise UsageError(f"the baseline has no {not_recorded[0]} outputs (recorded: {', '.join(baseline.recorded)})",
-                         "pass --frameworks with recorded frameworks only")
+                         "pass --frameworks with recorded frameworks only, or --against a recorded one")
     cfg = CheckConfig(
         path=str(path or baseline.meta["checkpoint"].get("abs_path") or baseline.meta["checkpoint"]["path"]), task=baseline.meta["task"], frameworks=chosen,
         reference=chosen[0], source=rec.get("source", "auto"), max_length=rec.get("max_length", 64),
@@ -215,13 +225,13 @@ def compare(baseline: Baseline, *, path=None, frameworks=None, atol=None, rtol=N
         atol=rec.get("atol") if atol is None else atol, rtol=rec.get("rtol") if rtol is None else rtol,
         tolerances=rec.get("tolerances") if tolerances is None else tolerances,
         outputs=[g for g in baseline.meta.get("outputs", GROUPS)], report_dir=report_dir, inline=inline,
-        explain=explain,
+        explain=explain, envs=envs or {},
     ).validated(min_frameworks=1)
     batch = baseline.batch()
     check_inputs_fit(batch.arrays, cfg.path, baseline.meta)
-    recorded = {fw: baseline.outputs(fw) for fw in cfg.frameworks}
-    results = run_check(cfg, batch=batch, baseline=recorded, save=save)
-    return results
+    recorded = {fw: baseline.outputs(sources[fw]) for fw in cfg.frameworks}
+    return run_check(cfg, batch=batch, baseline=recorded, save=save,
+                     baseline_sources={fw: sources[fw] for fw in cfg.frameworks})
 
 
 def check_inputs_fit(arrays: dict, path: str, meta: dict) -> None:

@@ -93,7 +93,8 @@ class Checkpoint:
             raise UsageError(f"--source {source} but {self.path} has no {source} weights "
                              f"(it has: {have})", "pass --source auto or one of the weights it holds")
         plans = {}
-        for fw in frameworks:
+        for key in frameworks:
+            fw = registry.base(key)  # pt@v5 loads what pt would
             if source == "auto":
                 if fw in self.weights:
                     src = fw
@@ -102,7 +103,7 @@ class Checkpoint:
             else:
                 src = source
             via = registry.route(fw, src)
-            plans[fw] = LoadPlan(fw, self.weights[src], None if src == fw else src, via)
+            plans[key] = LoadPlan(fw, self.weights[src], None if src == fw else src, via)
         return plans
 
     def verify_weights(self, plans: dict[str, LoadPlan]) -> None:

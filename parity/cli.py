@@ -61,8 +61,16 @@ def _add_check(sub) -> None:
                                      "killed and reported as crashed (default: no limit)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let Python code shipped in the checkpoint run (auto_map); off by default")
+    _add_env(p)
     _add_format(p)
     p.set_defaults(func=_cmd_check)
+
+
+def _add_env(p) -> None:
+    p.add_argument("--env", action="append", dest="envs", metavar="NAME=PYTHON",
+                   help="declare another Python environment (repeatable); FW@NAME in --frameworks / --reference "
+                        "runs that framework's worker under PYTHON, e.g. --env v5=.venv-v5/bin/python "
+                        "--frameworks tf,pt@v5")
 
 
 def _add_replay(sub) -> None:
@@ -198,6 +206,7 @@ def _add_baseline(sub) -> None:
                      ("--report-dir", {})):
         p.add_argument(flag, **kw)
     p.add_argument("--inline", action="store_true")
+    _add_env(p)
     p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser("compare", help="run the recorded inputs here and compare with a golden baseline",
@@ -205,7 +214,10 @@ def _add_baseline(sub) -> None:
                                    "with its recorded outputs (same tolerances, diagnosis and reports as check).")
     p.add_argument("baseline", help="folder written by `parity record`")
     p.add_argument("--checkpoint", help="checkpoint folder (default: the one recorded)")
-    p.add_argument("--frameworks", help="recorded frameworks to run here (default: all recorded)")
+    p.add_argument("--frameworks", help="recorded frameworks to run here (default: all recorded); FW@ENV runs one "
+                                        "under an --env interpreter, judged against FW's recording")
+    p.add_argument("--against", help="judge every framework against this recorded framework's outputs instead of "
+                                     "its own (e.g. --frameworks pt --against tf: PyTorch now vs TF as recorded)")
     p.add_argument("--atol", help="absolute tolerance (default: the recorded one)")
     p.add_argument("--rtol", help="relative tolerance (default: the recorded one)")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"])
@@ -213,6 +225,7 @@ def _add_baseline(sub) -> None:
     p.add_argument("--inline", action="store_true")
     p.add_argument("--verbose", "-v", action="store_true")
     p.add_argument("--explain", action="store_true", help="add the diagnosis (see `parity check --explain`)")
+    _add_env(p)
     _add_format(p)
     p.set_defaults(func=_cmd_compare)
 
@@ -230,7 +243,7 @@ def _cmd_record(args) -> int:
         texts=args.texts, texts_file=args.texts_file, batch_size=args.batch_size, max_length=args.max_length,
         seed=args.seed, device=args.device, atol=DEFAULT_ATOL if args.atol is None else args.atol,
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol, outputs=args.outputs,
-        report_dir=args.report_dir, inline=args.inline,
+        report_dir=args.report_dir, inline=args.inline, envs=args.envs or {},
     ).validated(min_frameworks=1)
     results, size = record(cfg, args.out)
     print(console.render(results.to_dict()))
@@ -255,7 +268,7 @@ def _cmd_compare(args) -> int:
                       if rec.get(k)))
     results = compare(base, path=args.checkpoint, frameworks=args.frameworks, atol=args.atol, rtol=args.rtol,
                       report_dir=report_dir, inline=args.inline, device=args.device, explain=args.explain,
-                      save="json" in formats)
+                      save="json" in formats, against=args.against, envs=args.envs or {})
     now = results.environment["versions"]
     print("now: " + ", ".join(f"{k} {now.get(k)}" for k in registry.shown_versions()
                               if now.get(k)))
@@ -298,7 +311,7 @@ def _cmd_check(args) -> int:
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
         outputs=args.outputs, report_dir=report_dir, inline=args.inline, explain=args.explain,
         save_replay=args.save_replay, cache=not args.no_cache,
-        timeout=args.timeout, trust_remote_code=args.trust_remote_code,
+        timeout=args.timeout, trust_remote_code=args.trust_remote_code, envs=args.envs or {},
     ).validated()
     return _run_and_print(cfg, None, args.formats, verbose=args.verbose)
 

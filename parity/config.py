@@ -36,6 +36,22 @@ def split_list(value) -> list[str]:
     return [str(v).strip() for v in items if str(v).strip()]
 
 
+def framework_key(value, envs: dict, option: str = "--frameworks") -> str:
+    """"torch@v5" -> "pt@v5": a framework (alias accepted), optionally @ an environment declared in ``envs``."""
+    fw, _, env = str(value).strip().partition("@")
+    fw = FRAMEWORK_ALIASES.get(fw.lower(), fw.lower())
+    if fw not in FRAMEWORKS:
+        raise UsageError(f"unknown framework {fw!r}",
+                         f"{option} takes {', '.join(FRAMEWORKS)}, each optionally FW@ENV for an --env environment")
+    if not env:
+        return fw
+    if env not in envs:
+        declared = f" (declared: {', '.join(envs)})" if envs else ""
+        raise UsageError(f"{option} names {fw}@{env}, but no environment {env!r} is declared{declared}",
+                         f"declare it: --env {env}=PATH/TO/bin/python (or env = {{{env} = \"...\"}} in parity.toml)")
+    return f"{fw}@{env}"
+
+
 def _tolerance(name: str, value) -> float:
     try:
         f = float(value)
@@ -89,6 +105,8 @@ class CheckConfig:
     trust_remote_code: bool = False       # let the checkpoint's own Python code run (off by default)
     # Output-name pattern (fnmatch, e.g. "attentions.*") -> {"atol": F, "rtol": F}; the first match wins.
     tolerances: dict = field(default_factory=dict)
+    # Environment name -> its interpreter (--env v5=.venv-v5/bin/python); FW@NAME runs there (parity.environments).
+    envs: dict = field(default_factory=dict)
 
     def validated(self, min_frameworks: int = 2) -> "CheckConfig":
         """Normalise and check every field; raise UsageError on the first bad one.
@@ -99,15 +117,19 @@ class CheckConfig:
         self.report_dir = None if self.report_dir is None else str(self.report_dir)
         self.texts_file = None if self.texts_file is None else str(self.texts_file)
         self.save_replay = None if self.save_replay is None else str(self.save_replay)
-        fws = [FRAMEWORK_ALIASES.get(f.lower(), f.lower()) for f in split_list(self.frameworks)]
-        for f in fws:
-            if f not in FRAMEWORKS:
-                raise UsageError(f"unknown framework {f!r}", "--frameworks takes a comma list of pt, tf, flax")
+        from .environments import declarations
+
+        self.envs = declarations(self.envs) if not isinstance(self.envs, dict) else dict(self.envs)
+        fws = [framework_key(f, self.envs) for f in split_list(self.frameworks)]
         if len(set(fws)) < min_frameworks:
             raise UsageError("a parity check needs at least two frameworks",
                              "pass --frameworks pt,tf,flax (or any two of them)")
         self.frameworks = list(dict.fromkeys(fws))
-        self.reference = FRAMEWORK_ALIASES.get(str(self.reference).lower(), str(self.reference).lower())
+        self.reference = framework_key(self.reference, self.envs, "--reference")
+        if self.inline and any("@" in f for f in self.frameworks):
+            raise UsageError("--inline runs every framework in this process, and "
+                             f"{next(f for f in self.frameworks if '@' in f)} runs in another environment",
+                             "leave out --inline (or the @ENV frameworks)")
         if self.reference not in self.frameworks:
             raise UsageError(f"reference {self.reference!r} is not among the frameworks {','.join(self.frameworks)}",
                              "pass --reference with one of the --frameworks")
@@ -175,7 +197,7 @@ class CheckConfig:
 # Keys of one declared check (pyproject [tool.parity] / parity.toml); the rest are CheckConfig's.
 CHECK_KEYS = {"name", "checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file",
               "batch_size", "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances",
-              "baseline", "inline"}
+              "baseline", "against", "inline", "env"}
 
 
 def load_project(root) -> tuple[Path | None, list[dict]]:
@@ -230,6 +252,13 @@ def _checks(f: Path, data: dict) -> list[dict]:
         for key in ("checkpoint", "texts_file", "baseline"):
             if key in merged and not Path(str(merged[key])).expanduser().is_absolute():
                 merged[key] = str((f.parent / str(merged[key])).resolve())
+        if "env" in merged:
+            from .environments import declarations
+
+            if not isinstance(merged["env"], dict):
+                raise UsageError(f"env in check {i + 1} of {where} ({f}) must be a table of name = interpreter",
+                                 'write env = {v5 = ".venv-v5/bin/python"}')
+            merged["env"] = declarations(merged["env"], f.parent)
         name = str(merged.get("name") or Path(str(merged.get("checkpoint") or merged["baseline"])).name)
         if name in seen:
             raise UsageError(f"two checks in {where} ({f}) are named {name!r}", "give each check a distinct name")
@@ -265,6 +294,8 @@ def _refuse_unknown_top_level(f: Path, data: dict) -> None:
 
 def from_entry(entry: dict, **overrides) -> "CheckConfig":
     """CheckConfig of one declared check (validated)."""
-    kw = {k: v for k, v in entry.items() if k not in ("name", "checkpoint", "baseline")}
+    kw = {k: v for k, v in entry.items() if k not in ("name", "checkpoint", "baseline", "against", "env")}
+    if entry.get("env"):
+        kw["envs"] = entry["env"]
     kw.update(overrides)
     return CheckConfig(path=str(entry.get("checkpoint", "")), **kw).validated()

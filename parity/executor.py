@@ -120,17 +120,22 @@ def _quiet(subject: str, state: str) -> None:
 def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, workdir: Path,
             inline: bool = False, device: str = "auto", explain: dict | None = None,
             timeout: float | None = None, progress: Progress | None = None,
-            weights_dir: Path | None = None, info: dict | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
+            weights_dir: Path | None = None, info: dict | None = None,
+            pythons: dict | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
     """Run every spec; ``timeout`` (seconds, workers only) bounds each worker from its start.
 
     With ``weights_dir``, each framework also exports its weights to ``weights_dir/<fw>.npz``
     (parity.weights). ``info`` (a dict) receives ``schedule``: how many workers ran at once and why.
     ``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes;
-    ``progress(framework, state)`` hears loading / running / done per framework.
+    ``progress(framework, state)`` hears loading / running / done per framework. ``pythons``:
+    {framework: interpreter} for those whose worker runs in another environment (parity.environments).
     """
     explain = explain or {}
     progress = progress or _quiet
     requests = {fw: _request(fw, spec, explain.get(fw), weights_dir) for fw, spec in specs.items()}
+    for fw, python in (pythons or {}).items():
+        if fw in requests:
+            requests[fw].python = python
     if inline:
         return _inline(requests, make_batch, progress)
     return _in_workers(requests, make_batch, Path(workdir), device, timeout, progress, info)
@@ -173,13 +178,13 @@ def _interrupted(fw: str) -> FrameworkRun:
 def _worker_command(request: WorkerRequest, path: Path) -> list[str]:
     """Write ``request`` to ``path``; the command line of the worker process that serves it."""
     path.write_text(request.to_json())
-    return [sys.executable, "-m", "parity.worker", str(path)]
+    return [request.python or sys.executable, "-m", "parity.worker", str(path)]
 
 
 def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inline: bool = False,
-                   device: str = "auto") -> FrameworkRun:
+                   device: str = "auto", python: str | None = None) -> FrameworkRun:
     """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``."""
-    request = WorkerRequest(fw, spec, save_to=str(save_to))
+    request = WorkerRequest(fw, spec, save_to=str(save_to), python=python)
     if inline:
         return _serve_here(request)
     from .runners import blocked_packages, frameworks_needed

@@ -23,6 +23,10 @@ from typing import Mapping
 
 from .runners.base import LoadSpec
 
+# Raised whenever a request or report changes shape: a worker in another environment
+# (parity.environments) must speak the same protocol, and the probe refuses one that does not.
+VERSION = 2
+
 
 @dataclass
 class WorkerRequest:
@@ -37,6 +41,7 @@ class WorkerRequest:
     weights_out: str | None = None    # npz for the loaded weights (parity.weights)
     save_to: str | None = None        # folder to save_pretrained the loaded model into (conversion)
     batch_timeout: float = 3600       # seconds a worker waits for the batch file
+    python: str | None = None         # the interpreter of the worker process (parity.environments); None: this one
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

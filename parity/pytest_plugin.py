@@ -159,7 +159,8 @@ def run_entry(config, entry: dict):
             base = Baseline.open(entry["baseline"])
             results = compare(base, path=entry.get("checkpoint"), frameworks=entry.get("frameworks"),
                               atol=entry.get("atol"), rtol=entry.get("rtol"), tolerances=entry.get("tolerances"),
-                              report_dir=report_dir, inline=inline)
+                              report_dir=report_dir, inline=inline, against=entry.get("against"),
+                              envs=entry.get("env"))
         else:
             from .api import run_check
 
@@ -180,7 +181,7 @@ def _comparison(results: dict, pair: tuple) -> dict | None:
     """The comparison of ``pair`` (reference, candidate); reference ``"baseline"`` is the candidate's recording."""
     ref, candidate = pair
     return next((c for c in results["comparisons"] if c["candidate"] == candidate
-                 and (c["reference"] == ref or ref == "baseline" and c["reference"] == f"baseline:{candidate}")), None)
+                 and (c["reference"] == ref or ref == "baseline" and c["reference"].startswith("baseline:"))), None)
 
 
 def pair_failure(results: dict, pair: tuple) -> str | None:

@@ -201,6 +201,11 @@ class FrameworkEntry(Record):
     compile_cache: dict = key("Flax with the cache on: `dir`, `requests`, `hits`", ABSENT)
     cache: str | None = key("written once the model loaded: `hit` or `stored` when the converted weights came "
                             "from or went to the conversion cache, else null", ABSENT)
+    settings: dict = key("the loader options parity set that change numbers (PyTorch: `dtype`, "
+                         "`attn_implementation`, eager whenever attentions are compared); absent when none", ABSENT)
+    environment: dict = key("where the worker ran: `name` (the --env name; null for parity's own interpreter), "
+                            "`python` (the interpreter), `versions` (python and the PACKAGES there); absent in "
+                            "files from before it existed", ABSENT)
     extra: dict = field(default_factory=dict, repr=False)
 
 
@@ -286,7 +291,8 @@ class Results(Record):
     environment: dict = key("`versions` (python and the PACKAGES), `platform`, `machine`, `cpu_count`, "
                             "`devices` per framework")
     config: dict = key("the resolved options of the run")
-    frameworks: dict[str, FrameworkEntry] = key("per framework key (pt, tf, flax): its FrameworkEntry",
+    frameworks: dict[str, FrameworkEntry] = key("per framework key (pt, tf, flax; pt@v5 for one run in the --env "
+                                                "environment v5): its FrameworkEntry",
                                                 of=("dict", FrameworkEntry))
     comparisons: list[PairComparison] = key("per candidate: its PairComparison", of=("list", PairComparison))
     created: str = key("when the file was written (UTC, ISO 8601)", factory=_now)

@@ -3,7 +3,11 @@ auto mappings so the table follows the installed transformers.
 
 The mappings are read from the source of ``transformers.models.auto`` with
 ``ast`` rather than imported: importing ``modeling_auto`` imports torch
-(seconds), and the parent process must stay framework-free.
+(seconds), and the parent process must stay framework-free. Reading source
+also lets the parent read another environment's transformers (``root``: its
+package folder, parity.environments) without running it. transformers 5 moved
+CONFIG_MAPPING_NAMES into ``auto_mappings.py`` and extends it with
+``.update({...})``; both layouts are read.
 """
 
 from __future__ import annotations
@@ -37,54 +41,81 @@ TASKS = {
 }
 
 
-def _auto_dir() -> Path:
+def installed_root() -> str | None:
+    """This interpreter's transformers package folder (None when it is not installed)."""
     spec = importlib.util.find_spec("transformers")
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("transformers is not installed", "pip install 'transformers>=4.40,<5'")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "auto"
+        return None
+    return str(list(spec.submodule_search_locations)[0])
+
+
+def _auto_dir(root: str | None) -> Path:
+    root = root or installed_root()
+    if root is None:
+        raise UsageError("transformers is not installed", "pip install 'transformers>=4.40'")
+    return Path(root) / "models" / "auto"
+
+
+def has_auto_module(module: str, root: str | None = None) -> bool:
+    """Whether the transformers at ``root`` has this auto module (transformers 5 dropped the TF and Flax ones)."""
+    return not module or (_auto_dir(root) / f"{module}.py").is_file()
+
+
+def _pairs(node) -> list | None:
+    """The (key, value) pairs of ``OrderedDict([...])`` or of a ``{...}`` literal, else None."""
+    if isinstance(node, ast.Call) and node.args:
+        node = node.args[0]
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return None
+    return list(value.items()) if isinstance(value, dict) else value
 
 
 @functools.lru_cache(maxsize=None)
-def _read_mappings(module: str) -> dict[str, dict[str, str]]:
-    """All ``*_MAPPING_NAMES = OrderedDict([...])`` literals of one auto module."""
-    path = _auto_dir() / f"{module}.py"
+def _read_mappings(module: str, root: str | None = None) -> dict[str, dict[str, str]]:
+    """All ``*_MAPPING_NAMES = OrderedDict([...])`` literals of one auto module, with their ``.update({...})``s."""
+    path = _auto_dir(root) / f"{module}.py"
     if not path.is_file():
         return {}
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found = {}
-    for node in tree.body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id.endswith("_MAPPING_NAMES")):
+    found: dict[str, dict] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, pairs = node.targets[0].id, _pairs(node.value)
+        elif (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+              and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "update"
+              and isinstance(node.value.func.value, ast.Name)):
+            name, pairs = node.value.func.value.id, _pairs(node.value)
+        else:
             continue
-        call = node.value
-        if not (isinstance(call, ast.Call) and call.args):
+        if not name.endswith("_MAPPING_NAMES") or pairs is None:
             continue
-        try:
-            pairs = ast.literal_eval(call.args[0])
-        except ValueError:
-            continue
-        mapping = {}
+        mapping = found.setdefault(name, {})
         for key, value in pairs:
             # A few entries map to a tuple of classes; the first is the canonical one.
             mapping[key] = value[0] if isinstance(value, (tuple, list)) else value
-        found[node.targets[0].id] = mapping
     return found
 
 
-def mapping(framework: str, task: str) -> dict[str, str]:
-    """model_type -> class name for one framework and task (empty when none)."""
+def mapping(framework: str, task: str, root: str | None = None) -> dict[str, str]:
+    """model_type -> class name for one framework and task (empty when none), in the transformers at ``root``."""
     fw = registry.get(framework)
-    return _read_mappings(fw.auto_module).get(fw.auto_prefix + TASKS[task], {})
+    return _read_mappings(fw.auto_module, root).get(fw.auto_prefix + TASKS[task], {})
 
 
 @functools.lru_cache(maxsize=None)
-def known_model_types() -> frozenset:
-    return frozenset(_read_mappings("configuration_auto").get("CONFIG_MAPPING_NAMES", {}))
+def known_model_types(root: str | None = None) -> frozenset:
+    names: set = set()
+    for module in ("auto_mappings", "configuration_auto"):  # transformers 5 / 4
+        names |= set(_read_mappings(module, root).get("CONFIG_MAPPING_NAMES", {}))
+    return frozenset(names)
 
 
-def classes(model_type: str, task: str, frameworks) -> dict[str, str | None]:
-    """{framework: class name or None when that framework has no class}."""
-    return {fw: mapping(fw, task).get(model_type) for fw in frameworks}
+def classes(model_type: str, task: str, frameworks, roots: dict | None = None) -> dict[str, str | None]:
+    """{framework: class name or None when that framework has no class}; ``roots``: {framework: the
+    transformers folder of the environment it runs in} (default: this interpreter's)."""
+    roots = roots or {}
+    return {fw: mapping(fw, task, roots.get(fw)).get(model_type) for fw in frameworks}
 
 
 def infer(config: dict) -> str:
@@ -114,20 +145,28 @@ def infer(config: dict) -> str:
 
 
 def resolve(config: dict, task: str | None, frameworks, reference: str,
-            min_frameworks: int = 2) -> tuple[str, dict]:
-    """Pick the task and its class per framework; raise UsageError for impossible ones."""
+            min_frameworks: int = 2, roots: dict | None = None, unavailable=()) -> tuple[str, dict]:
+    """Pick the task and its class per framework; raise UsageError for impossible ones.
+
+    ``roots`` as in ``classes``; frameworks in ``unavailable`` (not installed, or a
+    transformers without them) get their class looked up but do not count: the run
+    records them as unavailable instead of refusing the check.
+    """
     if task is None:
         task = infer(config)
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}", f"--task takes one of {', '.join(TASKS)}")
     model_type = config.get("model_type", "")
-    found = classes(model_type, task, frameworks)
-    have = [fw for fw, c in found.items() if c]
+    found = classes(model_type, task, frameworks, roots)
+    frameworks = [fw for fw in frameworks if fw not in unavailable]
+    if not frameworks:
+        return task, found
+    have = [fw for fw in frameworks if found[fw]]
     if not have:
         raise UsageError(f"model type {model_type!r} has no {task} class in any of {', '.join(frameworks)}",
                          "pass a --task the architecture has (`parity check` infers it from config.architectures "
                          "when --task is left out)")
-    if not found.get(reference):
+    if reference in frameworks and not found.get(reference):
         raise UsageError(f"model type {model_type!r} has no {task} class in {reference}, the reference",
                          f"pass --reference with one of {', '.join(have)}")
     if len(have) < min_frameworks:

@@ -9,6 +9,9 @@ from .workarounds.keyed_safe_open import tf_reads_pt_safetensors
 
 def frameworks_needed(framework: str, spec) -> set:
     """Frameworks a worker must import to load ``spec``: its own, plus the source of a conversion."""
+    from .registry import base
+
+    framework = base(framework)
     need = {framework}
     if spec.cache_hit:
         return need  # a cached conversion loads natively

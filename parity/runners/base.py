@@ -54,6 +54,7 @@ class LoadReport:
     notes: list = field(default_factory=list)
     cache: str | None = None         # hit | stored | None (no conversion, or cache off)
     seconds: float = 0.0
+    settings: dict = field(default_factory=dict)  # loader options that change numbers: dtype, attn_implementation
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +81,16 @@ class Runner:
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """None when the framework can be imported; else why not (without importing it)."""
+        from ..tasks import has_auto_module, installed_root
+
+        # transformers first: under transformers 5 a missing TensorFlow is not what stops TF.
+        if installed_root() is None:
+            return "transformers not installed"
+        if not has_auto_module(cls.descriptor.auto_module):
+            from importlib.metadata import version
+
+            return (f"transformers {version('transformers')} has no {cls.descriptor.label} classes (transformers 5 "
+                    "removed TF and Flax; 4.57 is the last line with them: run it there with --env)")
         missing = [m for m in cls.descriptor.requires if importlib.util.find_spec(m) is None]
         return f"{', '.join(missing)} not installed" if missing else None
 

@@ -22,8 +22,14 @@ KEYS = tuple(BY_KEY)
 ALIASES = {alias: fw.key for fw in FRAMEWORKS for alias in fw.aliases}
 
 
+def base(key: str) -> str:
+    """"pt@v5" -> "pt": the framework of a key qualified with its environment (parity.environments)."""
+    return key.partition("@")[0]
+
+
 def get(key: str) -> Framework:
-    return BY_KEY[key]
+    """The descriptor of a framework key, qualified ("pt@v5") or not."""
+    return BY_KEY[base(key)]
 
 
 def canonical(name: str) -> str:

@@ -40,6 +40,10 @@ class TorchRunner(Runner):
 
         cls = getattr(transformers, self.spec.class_name)
         init = {"attn_implementation": "eager"} if self.spec.output_attentions else {}  # SDPA returns no maps
+        # transformers 5 loads in the checkpoint's own dtype ("auto"); parity compares float32 everywhere.
+        # The keyword is `dtype` from 4.56 on, `torch_dtype` before.
+        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+        init["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = torch.float32
         notes = []
         if self.spec.converted_from:  # from_tf / from_flax leave the model on meta: see pt_conversion
             model, info, note = convert_to_pt(cls, self.spec.path, self.spec.weights, self.spec.converted_from,
@@ -57,6 +61,8 @@ class TorchRunner(Runner):
         self.model = model.to(self.device).eval()
         report = self._report(str(self.device), info)
         report.notes = notes
+        report.settings = {"dtype": "float32",
+                           "attn_implementation": getattr(model.config, "_attn_implementation", None)}
         self.flags = self._flags(model.forward, report.notes)
         return report
 
