@@ -10,7 +10,12 @@ XDIST  ?= 2
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test support bench clean chromium screenshot
+# transformers 5 (PyTorch only) beside the pinned 4.57 stack: `--env v5=.venv-v5/bin/python` runs pt@v5 there.
+VENV5  := .venv-v5
+STAMP5 := $(VENV5)/.parity-installed
+PIP5   := $(VENV5)/bin/python -m pip install -q --disable-pip-version-check -c constraints-v5.txt
+
+.PHONY: install venv-v5 demo test support bench clean chromium screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	# A venv whose creation was cut short has a python but no pip: make it again.
@@ -25,11 +30,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+$(STAMP5): pyproject.toml constraints-v5.txt
+	$(VENV5)/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV5)
+	$(PIP5) torch==2.13.0
+	$(PIP5) -e .
+	$(VENV5)/bin/python -c "import transformers as t; assert t.__version__.startswith('5.'), t.__version__"
+	touch $(STAMP5)
+
+venv-v5: $(STAMP5)
+
 demo: $(STAMP)
 	$(BIN)/parity check "$$($(BIN)/python -m fixtures.minilm)" --report-dir reports/demo
 
-test: $(STAMP) chromium
-	$(BIN)/python -m pytest -n $(XDIST) --dist loadgroup -q
+# The migration tests need .venv-v5: here they fail rather than skip when it is missing.
+test: $(STAMP) $(STAMP5) chromium
+	PARITY_REQUIRE_V5=1 $(BIN)/python -m pytest -n $(XDIST) --dist loadgroup -q
 
 # Debian's chromium for the HTML-report browser test. Installed only where we are root with apt-get;
 # anywhere else (or if apt fails) the test skips with its reason and `make test` goes on.
@@ -57,4 +72,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .cache reports/demo reports/screenshot
+	rm -rf $(VENV) $(VENV5) .cache reports/demo reports/screenshot

@@ -28,6 +28,26 @@ def stand_in(results: dict) -> str | None:
     return f"reference: {used['requested']} could not be used ({used['reason']}) and too few others ran to compare"
 
 
+def environments(results: dict) -> list[str]:
+    """One line per Python environment the workers ran in, when a check used more than parity's own
+    (``frameworks.<fw>.environment``): its name, frameworks, interpreter and headline versions."""
+    from ..runners import registry
+
+    envs: dict = {}
+    for key, fw in (results.get("frameworks") or {}).items():
+        env = fw.get("environment")
+        if env:
+            envs.setdefault((env.get("name"), env.get("python")), (env, []))[1].append(key)
+    if not any(name for name, _ in envs):
+        return []
+    lines = []
+    for (name, python), (env, keys) in envs.items():
+        v = env.get("versions") or {}
+        shown = ", ".join(f"{k} {v[k]}" for k in ("python",) + registry.shown_versions() if v.get(k))
+        lines.append(f"{name or 'local'} ({', '.join(keys)}): {python}; {shown}")
+    return lines
+
+
 def pair_name(comp: dict) -> str:
     return f"{comp['reference']} vs {comp['candidate']}"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .common import SHORT, num, source, stand_in
+from .common import SHORT, environments, num, source, stand_in
 
 # C0/C1 controls and DEL, plus the Unicode format characters that reorder or hide text.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -73,6 +73,9 @@ def render(results: dict, *, verbose: bool = False) -> str:
                              + (" ..." if len(load_info[key]) > 6 else ""))
         for note in load_info.get("notes", []):
             lines.append(f"  {'':<9} note: {note}")
+    envs = environments(results)
+    if envs:
+        lines += ["", "  environments:"] + [f"    {line}" for line in envs]
     if stand_in(results):
         lines += ["", stand_in(results)]
     for comp in results["comparisons"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .common import (diagnoses, labels_line, layer_series, num, pair_name, shape, source, stand_in, verdict,
+from .common import (diagnoses, environments, labels_line, layer_series, num, pair_name, shape, source, stand_in, verdict,
                      verdict_line)
 from .console import mismatch_message
 
@@ -321,6 +321,8 @@ def render(results: dict) -> str:
                  + f"<tr><th>CPUs</th><td>{e(env.get('cpu_count'))}</td></tr>"
                  + "".join(f"<tr><th>device {e(k)}</th><td>{e(v)}</td></tr>"
                            for k, v in (env.get("devices") or {}).items())
-                 + f"<tr><th>checkpoint sha256</th><td><code>{e(ck.get('fingerprint'))}</code></td></tr></table>")
+                 + f"<tr><th>checkpoint sha256</th><td><code>{e(ck.get('fingerprint'))}</code></td></tr>"
+                 + "".join(f"<tr><th>environment</th><td>{e(line)}</td></tr>" for line in environments(results))
+                 + "</table>")
     parts.append("</body></html>\n")
     return "".join(parts)

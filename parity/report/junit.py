@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from .common import groups, labels_line, num, pair_name, source, stand_in, worst_row
+from .common import environments, groups, labels_line, num, pair_name, source, stand_in, worst_row
 from .console import mismatch_message
 
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -54,6 +54,8 @@ def render(results: dict) -> str:
              "labels": labels_line(ck)}
     if stand_in(results):
         props["reference_used"] = stand_in(results)
+    for i, line in enumerate(environments(results)):
+        props[f"environment.{i}"] = line
     fws = results.get("frameworks", {})
 
     fw_suite = _suite(root, "frameworks", results,

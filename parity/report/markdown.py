@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..runners import registry
-from .common import diagnoses, labels_line, num, pair_name, source, stand_in, verdict_line
+from .common import diagnoses, environments, labels_line, num, pair_name, source, stand_in, verdict_line
 from .console import mismatch_message
 
 LIMIT = 64 * 1024      # GitHub job summaries and PR comments cap around 64 KiB / 65536 characters
@@ -79,6 +79,8 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
         if len(narrative) > 1:
             lines += _folded("diagnosis", [f"- {cell(line.strip())}" for line in narrative[1:]],
                              len(narrative) - 1)
+    for line in environments(results):
+        lines += [f"<sub>environment {cell(line)}</sub>", ""]
     v = results.get("environment", {}).get("versions", {})
     lines.append("<sub>" + cell(", ".join(f"{k} {v[k]}" for k in registry.shown_versions() if v.get(k))) + "</sub>")
     text = "\n".join(lines) + "\n"
