@@ -158,6 +158,7 @@ def resolve(config: dict, task: str | None, frameworks, reference: str,
         raise UsageError(f"unknown task {task!r}", f"--task takes one of {', '.join(TASKS)}")
     model_type = config.get("model_type", "")
     found = classes(model_type, task, frameworks, roots)
+    absent = [fw for fw in frameworks if fw in unavailable]  # reported as unavailable: they still count
     frameworks = [fw for fw in frameworks if fw not in unavailable]
     if not frameworks:
         return task, found
@@ -169,7 +170,7 @@ def resolve(config: dict, task: str | None, frameworks, reference: str,
     if reference in frameworks and not found.get(reference):
         raise UsageError(f"model type {model_type!r} has no {task} class in {reference}, the reference",
                          f"pass --reference with one of {', '.join(have)}")
-    if len(have) < min_frameworks:
+    if len(have) + len(absent) < min_frameworks:
         missing = ", ".join(fw for fw in frameworks if not found[fw])
         raise UsageError(f"model type {model_type!r} has a {task} class only in {have[0]}, none in {missing}",
                          "pass a --task that at least two frameworks implement")
