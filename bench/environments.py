@@ -13,7 +13,6 @@ import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
 from . import sampler
 from .run import ROOT, checkpoint, env

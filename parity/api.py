@@ -16,8 +16,8 @@ from .errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, Us
 from .executor import RunInterrupted, execute
 from .outputs import group, model_order
 from .preflight import weights_dtype
-from .results import FrameworkEntry, Results, environment, versions
-from .runners import registry, runner_class
+from .results import FrameworkEntry, Results, environment
+from .runners import registry
 from .runners.base import LoadSpec
 
 

@@ -81,16 +81,11 @@ def describe() -> dict:
                             if (reason := runner_class(fw.key).unavailable_reason())}}
 
 
-_LOCAL: Environment | None = None
-
-
 def local() -> Environment:
-    global _LOCAL
-    if _LOCAL is None:
-        facts = describe()
-        _LOCAL = Environment(LOCAL, sys.executable, sys.executable, facts["python_version"], facts["protocol"],
-                             facts["versions"], facts["transformers"], facts["unavailable"])
-    return _LOCAL
+    """This interpreter, described afresh for each check (a few milliseconds; nothing imported)."""
+    facts = describe()
+    return Environment(LOCAL, sys.executable, sys.executable, facts["python_version"], facts["protocol"],
+                       facts["versions"], facts["transformers"], facts["unavailable"])
 
 
 def declarations(values, base: Path | None = None) -> dict[str, str]:
