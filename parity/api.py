@@ -131,8 +131,7 @@ def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: 
         fw_results[fw] = entry
         if not classes[fw]:
             entry["status"] = "unsupported"
-            entry["error"] = (f"transformers {versions()['transformers']} has no {fw} class for "
-                              f"model type {ckpt.model_type!r} and task {task}")
+            entry["error"] = tasks.no_class_reason(fw, ckpt.model_type, task)
             continue
         plan = plans[fw]
         entry.update(weights=plan.weights, converted_from=plan.converted_from, via=plan.via)

@@ -74,7 +74,26 @@ def _read_mappings(module: str) -> dict[str, dict[str, str]]:
 def mapping(framework: str, task: str) -> dict[str, str]:
     """model_type -> class name for one framework and task (empty when none)."""
     fw = registry.get(framework)
+    if fw.catalog:  # a framework with its own converters says what it converts (runners/keras_catalog.py)
+        return _catalog(fw.catalog).classes(task)
     return _read_mappings(fw.auto_module).get(fw.auto_prefix + TASKS[task], {})
+
+
+def _catalog(module: str):
+    import importlib
+
+    return importlib.import_module(f"{registry.__package__}.{module}")
+
+
+def no_class_reason(framework: str, model_type: str, task: str) -> str:
+    """Why ``framework`` is unsupported for (model type, task): results.json's error for it."""
+    fw = registry.get(framework)
+    if fw.catalog:
+        return _catalog(fw.catalog).why_not(model_type, task)
+    from .results import versions
+
+    return (f"transformers {versions()['transformers']} has no {framework} class for "
+            f"model type {model_type!r} and task {task}")
 
 
 @functools.lru_cache(maxsize=None)
