@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 
-from . import flax, tf, torch
+from . import flax, keras, tf, torch
 from .descriptor import Framework
 
 FRAMEWORKS: tuple[Framework, ...] = (
     torch.DESCRIPTOR,
     tf.DESCRIPTOR,
     flax.DESCRIPTOR,
+    keras.KERAS_JAX, keras.KERAS_TF, keras.KERAS_TORCH,
 )
 
 BY_KEY = {fw.key: fw for fw in FRAMEWORKS}
