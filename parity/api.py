@@ -129,6 +129,9 @@ def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: 
     for fw in cfg.frameworks:
         entry = FrameworkEntry(class_name=classes[fw]).to_dict()  # filled in below; Results types it
         fw_results[fw] = entry
+        if not classes[fw] and not tasks.catalog_readable(fw):
+            entry["status"], entry["error"] = "unavailable", runner_class(fw).unavailable_reason()
+            continue
         if not classes[fw]:
             entry["status"] = "unsupported"
             entry["error"] = tasks.no_class_reason(fw, ckpt.model_type, task)

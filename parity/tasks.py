@@ -85,6 +85,12 @@ def _catalog(module: str):
     return importlib.import_module(f"{registry.__package__}.{module}")
 
 
+def catalog_readable(framework: str) -> bool:
+    """False for a framework with its own catalog that is not installed: what it converts is unknown."""
+    fw = registry.get(framework)
+    return not fw.catalog or _catalog(fw.catalog).installed()
+
+
 def no_class_reason(framework: str, model_type: str, task: str) -> str:
     """Why ``framework`` is unsupported for (model type, task): results.json's error for it."""
     fw = registry.get(framework)
@@ -141,7 +147,8 @@ def resolve(config: dict, task: str | None, frameworks, reference: str,
         raise UsageError(f"unknown task {task!r}", f"--task takes one of {', '.join(TASKS)}")
     model_type = config.get("model_type", "")
     found = classes(model_type, task, frameworks)
-    have = [fw for fw, c in found.items() if c]
+    # A framework whose own catalog cannot be read (KerasHub not installed) counts: it is reported `unavailable`.
+    have = [fw for fw, c in found.items() if c or not catalog_readable(fw)]
     if not have:
         raise UsageError(f"model type {model_type!r} has no {task} class in any of {', '.join(frameworks)}",
                          "pass a --task the architecture has (`parity check` infers it from config.architectures "

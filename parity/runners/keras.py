@@ -104,6 +104,18 @@ def _keys(loader):
     return next(iter(loader.safetensor_files.values()))
 
 
+def _positions_class():
+    import numpy as np
+
+    class Positions(np.ndarray):
+        """Element positions that pass through a converter hook's dtype casts unchanged."""
+
+        def astype(self, dtype, *args, **kwargs):
+            return self
+
+    return Positions
+
+
 class KerasRunner(Runner):
     """One Keras backend; the subclasses below only name their descriptor."""
 
@@ -145,6 +157,7 @@ class KerasRunner(Runner):
         self.model = model
         backbone = getattr(model, "backbone", None)
         self.task_model, self.backbone = (model, backbone) if backbone is not None else (None, model)
+        self.calls = self._layer_calls()
         self.features = self._feature_model()
         report = self._report(device, None)
         report.missing = sorted({v.path for v in self.model.weights} - {v.path for v, *_ in self.ported})
@@ -191,18 +204,39 @@ class KerasRunner(Runner):
         """A functional model from the backbone's inputs to every hidden state and its outputs."""
         import keras
 
-        layers = list(getattr(self.backbone, "transformer_layers", None) or [])
-        if not layers:
+        calls = self._layer_calls()
+        if not calls:
             raise FrameworkError(f"{type(self.backbone).__name__} lists no transformer_layers to read hidden "
                                  "states from", "report this with the keras-hub version in results.json")
         out = self.backbone.output
         outs = dict(out) if isinstance(out, dict) else {"sequence_output": out}
         if self.spec.output_hidden_states:
-            outs["hidden_states.0"] = layers[0]._inbound_nodes[0].arguments.args[0]
-            for i, layer in enumerate(layers[:-1], start=1):
-                value = layer._inbound_nodes[0].outputs
-                outs[f"hidden_states.{i}"] = value[0] if isinstance(value, (list, tuple)) else value
+            outs["hidden_states.0"] = calls[0].arguments.args[0]
+            for i, node in enumerate(calls[:-1], start=1):
+                outs[f"hidden_states.{i}"] = node.outputs[0]
         return keras.Model(self.backbone.input, outs)
+
+    def _layer_calls(self) -> list:
+        """Every call of a transformer layer in the graph, in the order the model makes them.
+
+        ALBERT shares its layers (``transformer_layers`` holds groups, each layer called several
+        times): the calls are the layers' nodes ordered by their outputs' creation (KerasTensor
+        names count up as the graph is built).
+        """
+        layers, todo = [], list(getattr(self.backbone, "transformer_layers", None) or [])
+        while todo:
+            item = todo.pop(0)
+            if isinstance(item, (list, tuple)):
+                todo[:0] = list(item)
+            elif all(item is not seen for seen in layers):
+                layers.append(item)
+        nodes = [node for layer in layers for node in layer._inbound_nodes]
+
+        def created(node):
+            tail = node.outputs[0].name.rsplit("_", 1)[-1]
+            return int(tail) if tail.isdigit() else 0
+
+        return sorted(nodes, key=created) if len(nodes) > len(layers) else nodes
 
     def _inputs(self, arrays: dict) -> dict:
         """The batch under KerasHub's names, int32; an input the batch lacks filled as transformers fills it."""
@@ -240,7 +274,7 @@ class KerasRunner(Runner):
             result["last_hidden_state"] = found["sequence_output"]
             if "pooled_output" in found:
                 result["pooler_output"] = found["pooled_output"]
-        layers = len(self.backbone.transformer_layers)
+        layers = len(self.calls)
         if self.spec.output_hidden_states:
             found[f"hidden_states.{layers}"] = found["sequence_output"]
             result["hidden_states"] = [found[f"hidden_states.{i}"] for i in range(layers + 1)]
@@ -261,9 +295,9 @@ class KerasRunner(Runner):
     def export_weights(self) -> dict:
         """The loaded Keras variables under the checkpoint's names, in its layout (weights.py's contract).
 
-        Each converter hook reshapes, transposes or slices; run on a tensor of element indices, it
-        shows where every Keras element came from, which puts the Keras values back into the
-        checkpoint's layout. A tensor is exported only when the hook, applied to that
+        Each converter hook reshapes, transposes, slices or casts; run on a tensor of element indices
+        (casts left out), it shows where every Keras element came from, which puts the Keras values
+        back into the checkpoint's layout (a cast shows as the values it changed). A tensor is exported only when the hook, applied to that
         reconstruction, gives the Keras variable again exactly, and every element was filled
         (a hook doing arithmetic, or a tensor KerasHub reads in part, fails this: ``unfollowed``).
         """
@@ -272,13 +306,14 @@ class KerasRunner(Runner):
 
         from ..weights import strip_base_prefix
 
+        _Positions = _positions_class()
         built, filled = {}, {}
         for variable, key, shape, hook in self.ported:
             value = np.asarray(keras.ops.convert_to_numpy(variable))
             shape = shape or value.shape
             if key not in built:
                 built[key], filled[key] = np.zeros(shape, value.dtype), np.zeros(shape, bool)
-            index = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+            index = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape).view(_Positions)
             where = np.asarray(hook(index, list(value.shape)) if hook else index)
             if where.shape != value.shape or not np.array_equal(where, np.round(where)):
                 filled[key][...] = False
