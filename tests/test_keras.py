@@ -13,7 +13,7 @@ from conftest import assert_within_tolerance
 import parity
 from fixtures import keras_models
 from parity import tasks
-from parity.runners import keras_catalog, registry
+from parity.runners import keras_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("keras")]
 KERAS = ("keras-jax", "keras-tf", "keras-torch")
@@ -162,7 +162,6 @@ def test_task_without_a_converter_is_unsupported_while_others_compare(tiny):
 def test_kerashub_not_installed_is_unavailable(tiny, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "keras_hub" else real(name, *a))
-    keras_catalog._root.cache_clear() if hasattr(keras_catalog._root, "cache_clear") else None
     res = parity.check(tiny / "bert-pt", task="base", frameworks="pt,tf,keras-jax", inline=True,
                        max_length=8).to_dict()
     entry = res["frameworks"]["keras-jax"]
