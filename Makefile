@@ -64,6 +64,8 @@ screenshot: $(STAMP) chromium
 # SUPPORT.md from a full run of the tiny-config matrix (every model type x task with classes in 2+ frameworks).
 support: $(STAMP)
 	$(BIN)/python -m fixtures.matrix run .cache/support .cache/support-results --all-tasks
+	# KerasHub's columns: its tiny checkpoints in pt (and flax) against keras-jax, keras-tf and keras-torch
+	$(BIN)/python -m fixtures.keras_models run .cache/support-keras .cache/support-results/keras
 	$(BIN)/python -m fixtures.matrix support .cache/support-results SUPPORT.md
 
 # parity check vs the same check by hand (bench/plain.py): medians of 5 runs into bench/results/.

@@ -140,10 +140,12 @@ def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: 
         if fw in missing:
             entry["status"], entry["error"] = "unavailable", missing[fw]
             continue
+        if not classes[fw] and not tasks.catalog_readable(fw):
+            entry["status"], entry["error"] = "unavailable", registry.runner_class(fw).unavailable_reason()
+            continue
         if not classes[fw]:
             entry["status"] = "unsupported"
-            entry["error"] = (f"transformers {env.versions['transformers']}{_in(env)} has no "
-                              f"{registry.base(fw)} class for model type {ckpt.model_type!r} and task {task}")
+            entry["error"] = tasks.no_class_reason(fw, ckpt.model_type, task, env)
             continue
         plan = plans[fw]
         entry.update(weights=plan.weights, converted_from=plan.converted_from, via=plan.via)

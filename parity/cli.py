@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, ParityError, UsageError
 from .runners import registry
-from .runners.registry import KEYS
+from .runners.registry import DEFAULT_KEYS, KEYS
 
 # The parent process only tokenizes: keep transformers from importing torch/TF/JAX
 # there (seconds of import, memory). Workers get these variables removed again.
@@ -32,7 +32,8 @@ def _add_check(sub) -> None:
     p.add_argument("path", help="checkpoint folder (or a hub id present in the local cache)")
     p.add_argument("--task", help="Auto class family: base, sequence-classification, ... (default: from "
                                   "config.architectures)")
-    p.add_argument("--frameworks", default=",".join(KEYS), help=f"comma list of {', '.join(KEYS)} (default: all)")
+    p.add_argument("--frameworks", default=",".join(DEFAULT_KEYS),
+                   help=f"comma list of {', '.join(KEYS)}, or keras for KERAS_BACKEND's (default: {','.join(DEFAULT_KEYS)})")
     p.add_argument("--reference", default=KEYS[0],
                    help=f"framework the others are judged against (default: {KEYS[0]})")
     p.add_argument("--source", default="auto", choices=["auto", *KEYS],
@@ -196,7 +197,7 @@ def _add_baseline(sub) -> None:
                                    "(float32 npz) and the environment, for `parity compare` later.")
     p.add_argument("path", help="checkpoint folder")
     p.add_argument("--out", required=True, help="baseline folder to write")
-    for flag, kw in (("--task", {}), ("--frameworks", {"default": ",".join(KEYS)}), ("--reference", {"default": KEYS[0]}),
+    for flag, kw in (("--task", {}), ("--frameworks", {"default": ",".join(DEFAULT_KEYS)}), ("--reference", {"default": KEYS[0]}),
                      ("--source", {"default": "auto", "choices": ["auto", *KEYS]}),
                      ("--text", {"action": "append", "dest": "texts"}), ("--texts-file", {}), ("--batch-size", {}),
                      ("--max-length", {"default": "64"}), ("--seed", {"default": "0"}),

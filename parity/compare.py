@@ -15,6 +15,7 @@ import numpy as np
 
 from . import outputs as outnames
 from .results import OutputComparison, PairComparison
+from .runners import registry
 
 
 # 2-D outputs with one value per token; every other 2-D output (pooled states,
@@ -355,6 +356,10 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
         if missing_in and outnames.group(name) == "cache" and len(missing_in) == 1:
             skipped.append({"name": name, "missing_in": missing_in[0],
                             "reason": f"{missing_in[0]} returns no cache from a plain forward pass"})
+            continue
+        lacks = len(missing_in) == 1 and registry.not_produced(missing_in[0], outnames.group(name))
+        if lacks:  # declared by the framework (KerasHub returns no attention maps): not available, not a failure
+            skipped.append({"name": name, "missing_in": missing_in[0], "reason": lacks})
             continue
         if name not in ref_outputs or name not in cand_outputs:
             side = reference if name not in ref_outputs else candidate

@@ -20,7 +20,7 @@ from .outputs import GROUPS
 from .runners import registry
 
 FRAMEWORKS = registry.KEYS
-SOURCES = ("auto",) + registry.KEYS
+SOURCES = ("auto",) + tuple(fw.key for fw in registry.FRAMEWORKS if fw.weight_files)  # weights a folder holds
 DEVICES = ("auto", "cpu", "gpu")
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
@@ -84,7 +84,7 @@ def _patterns(value) -> dict:
 class CheckConfig:
     path: str
     task: str | None = None
-    frameworks: list = field(default_factory=lambda: list(FRAMEWORKS))
+    frameworks: list = field(default_factory=lambda: list(registry.DEFAULT_KEYS))
     reference: str = registry.KEYS[0]
     source: str = "auto"
     texts: list | None = None
@@ -134,7 +134,7 @@ class CheckConfig:
             raise UsageError(f"reference {self.reference!r} is not among the frameworks {','.join(self.frameworks)}",
                              "pass --reference with one of the --frameworks")
         if self.source not in SOURCES:
-            raise UsageError(f"unknown source {self.source!r}", "--source takes auto, pt, tf or flax")
+            raise UsageError(f"unknown source {self.source!r}", f"--source takes {registry.spoken(SOURCES, 'or')}")
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}", "--device takes auto, cpu or gpu")
         self.atol = _tolerance("atol", self.atol)

@@ -54,8 +54,11 @@ SKIP_FILES = {"results.json"}
 
 def _framework(value: str, what: str) -> str:
     fw = registry.canonical(value)
-    if fw not in FRAMEWORKS:
-        raise UsageError(f"unknown framework {value!r} for {what}", f"{what} takes {', '.join(FRAMEWORKS)}")
+    savers = [k for k in FRAMEWORKS if registry.get(k).native_file]  # KerasHub writes no transformers checkpoint
+    if fw not in savers:
+        problem = (f"{what} {fw}: it writes no transformers weights of its own" if fw in FRAMEWORKS
+                   else f"unknown framework {value!r} for {what}")
+        raise UsageError(problem, f"{what} takes {', '.join(savers)}")
     return fw
 
 

@@ -81,6 +81,9 @@ def child_env(device: str, needed: set | None = None, workdir: Path | None = Non
         env["TMPDIR"] = str(workdir)
     for name, value in registry.worker_env_defaults().items():
         env.setdefault(name, value)
+    for fw in registry.FRAMEWORKS:  # a worker's own settings (KERAS_BACKEND): its key is among those it needs
+        if needed is not None and fw.key in needed:
+            env.update(fw.own_env)
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env.update(registry.cpu_only_env())

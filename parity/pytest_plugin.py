@@ -115,7 +115,7 @@ def _pairs(entry: dict) -> list[tuple[str, str]]:
         base = Baseline.open(entry["baseline"])
         fws = split_list(entry.get("frameworks")) or base.recorded
         return [("baseline", registry.canonical(f)) for f in fws]
-    fws = [registry.canonical(f) for f in (split_list(entry.get("frameworks")) or registry.KEYS)]
+    fws = [registry.canonical(f) for f in (split_list(entry.get("frameworks")) or registry.DEFAULT_KEYS)]
     ref = registry.canonical(entry.get("reference", registry.KEYS[0]))
     pairs = [(ref, f) for f in fws if f != ref]
     if not pairs:  # the same one line `parity check` gives (one framework, or only the reference)

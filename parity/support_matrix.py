@@ -38,9 +38,11 @@ def render(fmt: str = "text", min_frameworks: int = 2) -> str:
 
     table = matrix(min_frameworks)
     used = [t for t in tasks.TASKS if any(t in row for row in table.values())]
-    three = sum(1 for row in table.values() if any(len(f) == 3 for f in row.values()))
+    trio = set(registry.DEFAULT_KEYS)  # transformers' own three
+    three = sum(1 for row in table.values() if any(trio <= set(f) for f in row.values()))
     title = (f"transformers {versions()['transformers']}: {len(table)} model types with a class in at least "
-             f"{min_frameworks} frameworks for some task ({three} with all three for at least one task)")
+             f"{min_frameworks} frameworks for some task ({three} with all of {registry.spoken(registry.DEFAULT_KEYS)} for at "
+             "least one task; keras-* columns: what KerasHub converts)")
     if fmt == "md":
         lines = [f"{title}.", "", "| model type | " + " | ".join(used) + " |",
                  "|---|" + "---|" * len(used)]

@@ -100,7 +100,35 @@ def _read_mappings(module: str, root: str | None = None) -> dict[str, dict[str, 
 def mapping(framework: str, task: str, root: str | None = None) -> dict[str, str]:
     """model_type -> class name for one framework and task (empty when none), in the transformers at ``root``."""
     fw = registry.get(framework)
+    if fw.catalog:  # a framework with its own converters says what it converts (runners/keras_catalog.py)
+        return _catalog(fw.catalog).classes(task)
     return _read_mappings(fw.auto_module, root).get(fw.auto_prefix + TASKS[task], {})
+
+
+def _catalog(module: str):
+    import importlib
+
+    return importlib.import_module(f"{registry.__package__}.{module}")
+
+
+def catalog_readable(framework: str) -> bool:
+    """False for a framework with its own catalog that is not installed: what it converts is unknown."""
+    fw = registry.get(framework)
+    return not fw.catalog or _catalog(fw.catalog).installed()
+
+
+def no_class_reason(framework: str, model_type: str, task: str, env=None) -> str:
+    """Why ``framework`` is unsupported for (model type, task): results.json's error for it.
+    ``env``: the parity.environments.Environment it runs in (default: this interpreter)."""
+    fw = registry.get(framework)
+    if fw.catalog:
+        return _catalog(fw.catalog).why_not(model_type, task)
+    from .results import versions
+
+    version = env.versions["transformers"] if env is not None else versions()["transformers"]
+    where = f" (environment {env.name})" if env is not None and env.name else ""
+    return (f"transformers {version}{where} has no {registry.base(framework)} class for "
+            f"model type {model_type!r} and task {task}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -158,8 +186,10 @@ def resolve(config: dict, task: str | None, frameworks, reference: str,
         raise UsageError(f"unknown task {task!r}", f"--task takes one of {', '.join(TASKS)}")
     model_type = config.get("model_type", "")
     found = classes(model_type, task, frameworks, roots)
-    absent = [fw for fw in frameworks if fw in unavailable]  # reported as unavailable: they still count
-    frameworks = [fw for fw in frameworks if fw not in unavailable]
+    # Reported as unavailable, and still counted: frameworks not installed or absent from their transformers,
+    # and one whose own catalog cannot be read (KerasHub not installed).
+    absent = [fw for fw in frameworks if fw in unavailable or (not found[fw] and not catalog_readable(fw))]
+    frameworks = [fw for fw in frameworks if fw not in absent]
     if not frameworks:
         return task, found
     have = [fw for fw in frameworks if found[fw]]

@@ -158,9 +158,10 @@ def serve(request: WorkerRequest, *, arrays: Mapping | None = None, stage: Stage
     try:
         runner = runner_class(fw)(request.spec)
         stage(fw, "loading")
-        _load(runner, request, report)
+        loaded = _load(runner, request, report)
         stage(fw, "loaded")
         _keep(runner, request)
+        report.load = loaded.to_dict()  # an export may add a note (KerasHub: tensors not followed back)
         if arrays is None and request.batch:
             arrays = _read_batch(request)
         if arrays is not None:
@@ -179,11 +180,12 @@ def serve(request: WorkerRequest, *, arrays: Mapping | None = None, stage: Stage
     return report
 
 
-def _load(runner, request: WorkerRequest, report: WorkerReport) -> None:
+def _load(runner, request: WorkerRequest, report: WorkerReport):
     report.seconds["import"] = runner.import_framework()
     load = runner.load()
     report.load = load.to_dict()
     report.seconds["load"] = load.seconds
+    return load
 
 
 def _keep(runner, request: WorkerRequest) -> None:

@@ -17,9 +17,11 @@ def test_descriptors_are_consistent():
     assert len(set(aliases)) == len(aliases) and not set(aliases) & set(keys)
     for fw in registry.FRAMEWORKS:
         assert registry.runner_class(fw.key).descriptor is fw
-        assert fw.native_file in fw.weight_files
+        # KerasHub reads transformers' PyTorch weights through its own converters: no files or switches of its own
+        assert fw.native_file in fw.weight_files if fw.weight_files else fw.catalog and not fw.native_file
         assert set(fw.converts_from) <= set(keys) - {fw.key}
-        assert fw.idle_bytes > 0 and fw.packages and fw.requires and fw.use_env
+        assert set(fw.uses) <= set(keys) - {fw.key}
+        assert fw.idle_bytes > 0 and fw.packages and fw.requires and (fw.use_env or fw.catalog)
 
 
 @pytest.mark.parametrize("name, key", [("torch", "pt"), ("PyTorch", "pt"), ("tensorflow", "tf"), ("JAX", "flax"),
@@ -48,3 +50,26 @@ def test_no_module_outside_runners_spells_weight_files_or_switches():
     found = [f"{path.name}: {name}" for path, text in _sources_outside_runners() for name in sorted(names)
              if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", text)]
     assert found == []
+
+
+@pytest.mark.parametrize("backend, key", [("jax", "keras-jax"), ("tensorflow", "keras-tf"), ("torch", "keras-torch")])
+def test_keras_alias_follows_keras_backend(backend, key, tmp_path):
+    """`keras` is the backend Keras itself would pick: KERAS_BACKEND, read when the registry is built."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": backend, "KERAS_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", "from parity.runners import registry; print(registry.canonical('keras'))"],
+                         capture_output=True, text=True, env=env, check=True).stdout.strip()
+    assert out == key
+
+
+def test_keras_alias_without_keras_backend_is_keras_default(tmp_path, monkeypatch):
+    from parity.runners import keras
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert keras.keras_default_backend() == "tensorflow"  # Keras's default with no keras.json
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    assert keras.keras_default_backend() == "jax"

@@ -14,8 +14,13 @@ THREE = ("bert roberta xlm-roberta roberta-prelayernorm albert electra distilber
 def test_matrix_follows_the_auto_mappings():
     table = support.matrix()
     for mt in THREE:
-        assert any(fws == ["pt", "tf", "flax"] for fws in table[mt].values()), mt
+        assert any(fws[:3] == ["pt", "tf", "flax"] for fws in table[mt].values()), mt
     assert table["bert"]["next-sentence-prediction"] == ["pt", "tf", "flax"]
+    # KerasHub's columns come from its converter table: a BERT backbone, no classifier head it converts
+    keras = ["keras-jax", "keras-tf", "keras-torch"]
+    assert table["bert"]["base"] == ["pt", "tf", "flax", *keras] and table["gpt2"]["causal-lm"][3:] == keras
+    assert table["llama"]["causal-lm"] == ["pt", "flax", *keras]
+    assert "keras-jax" not in table["bert"]["sequence-classification"] and "keras-jax" not in table["opt"]["base"]
     assert table["whisper"]["speech-seq2seq"] == ["pt", "tf", "flax"]
     assert table["bart"]["causal-lm"] == ["pt", "flax"]          # no TFBartForCausalLM
     assert "tf" not in table["llama"]["causal-lm"]

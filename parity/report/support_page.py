@@ -104,15 +104,16 @@ def render(results: list[dict], *, notes: dict | None = None, command: str | Non
     for res in results:
         for comp in res["comparisons"]:
             for item in comp.get("not_compared", []):
-                skipped.setdefault(item["missing_in"], set()).add(res["checkpoint"]["model_type"])
+                key = (item["missing_in"], item["name"].split(".", 1)[0], item.get("reason") or "")
+                skipped.setdefault(key, set()).add(res["checkpoint"]["model_type"])
     if skipped:
         lines += ["", "## Not compared", ""]
-        for fw, types in sorted(skipped.items()):
-            why = registry.get(fw).no_cache_why
-            why = f" ({why})" if why else ""
-            lines.append(f"- `past_key_values.*` of {', '.join(sorted(types))}: {fw} returns no cache from a "
-                         f"plain forward pass{why}; listed under `not_compared` in results.json, "
-                         "never counted as a pass.")
+    for (fw, field, reason), types in sorted(skipped.items()):
+        if field == "past_key_values":  # compare.py's reason, with why where the framework says
+            why = registry.get(fw).no_cache_why if fw in registry.BY_KEY else ""
+            reason = f"{fw} returns no cache from a plain forward pass" + (f" ({why})" if why else "")
+        lines.append(f"- `{field}.*` of {', '.join(sorted(types))}: {reason or fw + ' does not produce them'}; "
+                     "listed under `not_compared` in results.json, never counted as a pass.")
     general = notes.get("*")
     if general:
         lines += ["", "## Notes", "", general]

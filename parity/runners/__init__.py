@@ -9,10 +9,10 @@ from .workarounds.keyed_safe_open import tf_reads_pt_safetensors
 
 def frameworks_needed(framework: str, spec) -> set:
     """Frameworks a worker must import to load ``spec``: its own, plus the source of a conversion."""
-    from .registry import base
+    from .registry import base, get
 
     framework = base(framework)
-    need = {framework}
+    need = {framework, *get(framework).uses}
     if spec.cache_hit:
         return need  # a cached conversion loads natively
     if spec.converted_from:

@@ -37,3 +37,10 @@ class Framework:
     float64_oracle: bool = False  # the runner can re-run in float64 (--explain's oracle)
     compile_cache: bool = False   # the runner keeps compiled ops in a persistent cache (conversion_cache.compile_dir)
     no_cache_why: str = ""        # why its plain forward pass returns no past_key_values, where it does not
+    # A framework that loads transformers checkpoints through its own converters (KerasHub):
+    catalog: str = ""             # module under parity.runners with classes(task) and why_not(model_type, task),
+    #                               read instead of transformers' auto mappings
+    own_env: tuple = ()           # (name, value) set in its own worker only (KERAS_BACKEND), before any import
+    uses: tuple = ()              # other frameworks' keys whose modules its worker imports (not blocked there)
+    no_outputs: tuple = ()        # (output group, why) it does not produce: not compared, not failed
+    default: bool = True          # in the default --frameworks

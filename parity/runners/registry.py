@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import importlib
 
-from . import flax, tf, torch
+from . import flax, keras, tf, torch
 from .descriptor import Framework
 
 FRAMEWORKS: tuple[Framework, ...] = (
     torch.DESCRIPTOR,
     tf.DESCRIPTOR,
     flax.DESCRIPTOR,
+    keras.KERAS_JAX, keras.KERAS_TF, keras.KERAS_TORCH,
 )
 
 BY_KEY = {fw.key: fw for fw in FRAMEWORKS}
 KEYS = tuple(BY_KEY)
+DEFAULT_KEYS = tuple(fw.key for fw in FRAMEWORKS if fw.default)  # what --frameworks means when left out
 ALIASES = {alias: fw.key for fw in FRAMEWORKS for alias in fw.aliases}
 
 
@@ -51,16 +53,22 @@ def runner_class(key: str):
 
 def packages() -> tuple:
     """Every framework's version packages, in registry order."""
-    return tuple(p for fw in FRAMEWORKS for p in fw.packages)
+    return tuple(dict.fromkeys(p for fw in FRAMEWORKS for p in fw.packages))
 
 
 def shown_versions() -> tuple:
     """transformers and each framework's headline packages, as report headers list them."""
-    return ("transformers",) + tuple(p for fw in FRAMEWORKS for p in fw.shown_versions)
+    return ("transformers",) + tuple(dict.fromkeys(p for fw in FRAMEWORKS for p in fw.shown_versions))
 
 
 def use_env_names() -> tuple:
     return tuple(v for fw in FRAMEWORKS for v in fw.use_env)
+
+
+def not_produced(key: str, group: str) -> str | None:
+    """Why framework ``key`` produces no output of ``group`` (KerasHub: no attention maps), or None."""
+    fw = BY_KEY.get(key)
+    return dict(fw.no_outputs).get(group) if fw else None
 
 
 def worker_env_defaults() -> dict:
