@@ -13,14 +13,15 @@ one after another so that drift in machine load hits all legs alike:
   plain         bench/plain.py on MiniLM (the hand-written check bench.run compares with): a yardstick for
                 how loaded the machine was during the round
 
-Wall time and the peak RSS of the whole process tree are measured from outside
-(bench/sampler.py); verdicts are read from each run's results. Medians and
+Wall time, CPU seconds and the peak RSS of the whole process tree are measured
+from outside (bench/sampler.py; CPU from the reaped children's rusage); verdicts are read from each run's results. Medians and
 ratios go to bench/results/NAME.md, raw figures to NAME.json (git-ignored).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shutil
 import statistics
@@ -37,19 +38,19 @@ LEGS = ("suite", "suite-nopool", "singles", "plain")
 def checkpoints() -> dict[str, Path]:
     """name -> folder for the six checks (built once per version of their builders into .cache/)."""
     tiny = _built("fixtures", ["-m", "fixtures.build"], ["fixtures/build.py"])
-    out = _built("bench-suite", ["-m", "bench.suite", "--build"], ["fixtures/matrix.py", "bench/suite.py"])
+    out = _built("bench-suite", ["-m", "bench.suite", "--build"], ["fixtures/matrix.py"], inspect.getsource(build))
     return {"bert-tokens": out / "bert" / "token-classification", "gpt2": out / "gpt2" / "causal-lm",
             "bart-from-tf": out / "bart" / "seq2seq-lm-tf-only",
             "vit-from-flax": out / "vit" / "image-classification-flax-only",
             "bert-base": out / "bert" / "base", "bert-drifted": tiny / "bert-flax-altered"}
 
 
-def _built(name: str, argv: list, sources: list) -> Path:
-    """.cache/<name>/<hash of sources>, built by ``python ARGV OUT`` when missing (as tests/conftest.py does)."""
+def _built(name: str, argv: list, sources: list, code: str = "") -> Path:
+    """.cache/<name>/<hash of sources and code>, built by ``python ARGV OUT`` when missing (as tests/conftest.py)."""
     import hashlib
     import subprocess
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(code.encode())
     for src in sources:
         h.update((ROOT / src).read_bytes())
     target = ROOT / ".cache" / name / h.hexdigest()[:12]
@@ -88,13 +89,24 @@ def declare(folder: Path, ckpts: dict) -> Path:
     return folder
 
 
+def measure(cmd: list, **kw) -> dict:
+    """bench.sampler.measure plus the CPU seconds of the whole process tree (every descendant reaped)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = sampler.measure(cmd, **kw)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return m
+
+
 def suite_leg(suite: Path, out: Path, pool: bool, interval: float, xdist: int = 2) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(xdist), "--dist", "loadgroup",
            str(suite / "parity.toml"), "--parity-report-dir", str(out / "rep"), "--rootdir", str(suite)]
     cmd += [] if pool else ["--parity-no-pool"]
-    m = sampler.measure(cmd, env=env(out / "cache"), cwd=suite, log=out / "log.txt", interval=interval)
+    m = measure(cmd, env=env(out / "cache"), cwd=suite, log=out / "log.txt", interval=interval)
     verdicts = {}
     for res in sorted((out / "rep").glob("*/results.json")):
         verdicts[res.parent.name] = json.loads(res.read_text())["passed"]
@@ -103,14 +115,15 @@ def suite_leg(suite: Path, out: Path, pool: bool, interval: float, xdist: int = 
 
 def singles_leg(ckpts: dict, out: Path, interval: float) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    total = {"wall": 0.0, "peak_rss": 0, "verdicts": {}, "each": {}}
+    total = {"wall": 0.0, "cpu": 0.0, "peak_rss": 0, "verdicts": {}, "each": {}}
     for name, path in ckpts.items():
         cmd = [sys.executable, "-m", "parity", "check", str(path), "--frameworks", "pt,tf,flax",
                "--max-length", "12", "--report-dir", str(out / name)]
         cmd += ["--task", TASKS[name]] if TASKS[name] else []
         (out / name).mkdir(parents=True)
-        m = sampler.measure(cmd, env=env(out / "cache"), cwd=ROOT, log=out / name / "log.txt", interval=interval)
+        m = measure(cmd, env=env(out / "cache"), cwd=ROOT, log=out / name / "log.txt", interval=interval)
         total["wall"] += m["wall"]
+        total["cpu"] += m["cpu"]
         total["peak_rss"] = max(total["peak_rss"], m["peak_rss"])
         total["each"][name] = {"wall": m["wall"], "peak_rss": m["peak_rss"], "returncode": m["returncode"]}
         total["verdicts"][name] = json.loads((out / name / "results.json").read_text())["passed"]
@@ -123,7 +136,7 @@ def plain_leg(out: Path, interval: float) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cmd = [sys.executable, str(ROOT / "bench" / "plain.py"), str(minilm.path()), str(out / "summary.json")]
-    return sampler.measure(cmd, env=env(), cwd=ROOT, log=out / "log.txt", interval=interval)
+    return measure(cmd, env=env(), cwd=ROOT, log=out / "log.txt", interval=interval)
 
 
 def render(raw: dict) -> str:
@@ -131,12 +144,15 @@ def render(raw: dict) -> str:
     med = {leg: statistics.median(r["wall"] for r in rows) for leg, rows in by.items() if rows}
     rss = {leg: max(r["peak_rss"] for r in rows) / 2**20 for leg, rows in by.items() if rows}
     lines = [f"# bench.suite {raw['name']} ({raw['config']['runs']} rounds)", "",
-             "| leg | wall s, median (min-max) | peak RSS MiB (max) | wall ÷ singles |", "|---|---:|---:|---:|"]
+             "| leg | wall s, median (min-max) | CPU s, median | peak RSS MiB (max) | wall ÷ singles | CPU ÷ singles |",
+             "|---|---:|---:|---:|---:|---:|"]
+    cpu = {leg: statistics.median(r.get("cpu", 0.0) for r in rows) for leg, rows in by.items() if rows}
     for leg, rows in by.items():
         if rows:
             walls = [r["wall"] for r in rows]
-            lines.append(f"| {leg} | {med[leg]:.1f} ({min(walls):.1f}-{max(walls):.1f}) | {rss[leg]:.0f} | "
-                         f"{med[leg] / med['singles']:.2f}x |")
+            lines.append(f"| {leg} | {med[leg]:.1f} ({min(walls):.1f}-{max(walls):.1f}) | {cpu[leg]:.1f} | "
+                         f"{rss[leg]:.0f} | {med[leg] / med['singles']:.2f}x | "
+                         f"{cpu[leg] / cpu['singles'] if cpu['singles'] else 0:.2f}x |")
     each = {name: statistics.median(r["each"][name]["peak_rss"] for r in by["singles"]) / 2**20
             for name in by["singles"][0]["each"]}
     verdicts = {leg: by[leg][0]["verdicts"] for leg in ("suite", "suite-nopool", "singles")}

@@ -49,7 +49,10 @@ class TFRunner(Runner):
             tf.config.set_visible_devices([], "GPU")
             gpus = []
         for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # a kept worker's second model (parity.pool): set at its first, the GPU started
+                pass
         tf.config.experimental.enable_tensor_float_32_execution(False)
         self._require_gpu(bool(gpus), "TensorFlow")
         self.device = "/GPU:0" if gpus else "/CPU:0"
