@@ -155,7 +155,7 @@ def render(raw: dict) -> str:
                          f"{cpu[leg] / cpu['singles'] if cpu['singles'] else 0:.2f}x |")
     each = {name: statistics.median(r["each"][name]["peak_rss"] for r in by["singles"]) / 2**20
             for name in by["singles"][0]["each"]}
-    verdicts = {leg: by[leg][0]["verdicts"] for leg in ("suite", "suite-nopool", "singles")}
+    verdicts = {leg: by[leg][0]["verdicts"] for leg in ("suite", "suite-nopool", "singles") if by[leg]}
     lines += ["", "largest single check's peak RSS: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in each.items()),
               "", "verdicts (passed): " + json.dumps(verdicts),
               "same verdicts in every leg: " + str(len({json.dumps(v, sort_keys=True) for v in verdicts.values()}) == 1)]
@@ -169,6 +169,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--interval", type=float, default=0.05)
     p.add_argument("--xdist", type=int, default=2, help="pytest -n for the suite legs (default 2; 0: one process)")
+    p.add_argument("--legs", default=",".join(LEGS), help=f"comma list of {', '.join(LEGS)} (default: all)")
     p.add_argument("--build", metavar="OUT", help=argparse.SUPPRESS)  # the checkpoints, once (checkpoints())
     args = p.parse_args(argv)
     if args.build:
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
            "machine": machine.facts(ROOT), "config": {"runs": args.runs, "legs": LEGS, "xdist": args.xdist,
                                                      "checks": {k: str(v) for k, v in ckpts.items()}}, "runs": []}
     for i in range(args.runs):
-        for leg in LEGS:
+        for leg in [leg for leg in LEGS if leg in args.legs.split(",")]:
             folder = work / f"{leg}-{i + 1}"
             if leg.startswith("suite"):
                 record = suite_leg(suite, folder, leg == "suite", args.interval, args.xdist)
