@@ -10,7 +10,7 @@ XDIST  ?= 2
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test support bench clean chromium screenshot
+.PHONY: install demo test support bench bench-suite clean chromium screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	# A venv whose creation was cut short has a python but no pip: make it again.
@@ -55,6 +55,10 @@ support: $(STAMP)
 # BENCH_ARGS="--runs 1 --models minilm" for a quick look.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The six-check suite (kept workers) vs the same checks one by one: python -m bench.suite, 3 rounds.
+bench-suite: $(STAMP)
+	$(BIN)/python -m bench.suite $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache reports/demo reports/screenshot
