@@ -15,7 +15,7 @@ VENV5  := .venv-v5
 STAMP5 := $(VENV5)/.parity-installed
 PIP5   := $(VENV5)/bin/python -m pip install -q --disable-pip-version-check -c constraints-v5.txt
 
-.PHONY: install venv-v5 demo test support bench clean chromium screenshot
+.PHONY: install venv-v5 demo test support bench bench-suite clean chromium screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	# A venv whose creation was cut short has a python but no pip: make it again.
@@ -72,6 +72,10 @@ support: $(STAMP)
 # BENCH_ARGS="--runs 1 --models minilm" for a quick look.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The six-check suite (kept workers) vs the same checks one by one: python -m bench.suite, 3 rounds.
+bench-suite: $(STAMP)
+	$(BIN)/python -m bench.suite $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV5) .cache reports/demo reports/screenshot

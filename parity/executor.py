@@ -261,6 +261,9 @@ class _Workers:
         self.timed_out: set = set()
         self.logs: list = []
         self.t0 = time.monotonic()
+        from .pool import current
+
+        self.pool, self.pooled, self._pool_info = current(), {}, {}  # pooled: fw -> PooledWorker still held
 
     def start(self, fw: str) -> None:
         from .runners import blocked_packages, frameworks_needed
@@ -277,11 +280,17 @@ class _Workers:
         request = replace(self.requests[fw], batch=str(self.batch_path), out=str(w / f"{fw}.npz"),
                           report=str(w / f"{fw}.json"), block_imports=blocked_packages(needed, spec),
                           loaded=str(w / f"{fw}.loaded"))
-        log = open(w / f"{fw}.log", "wb")
-        self.logs.append(log)
-        self.procs[fw] = subprocess.Popen(_worker_command(request, w / f"{fw}.request.json"), stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                          start_new_session=True)
+        command = _worker_command(request, w / f"{fw}.request.json")
+        if self.pool is not None:  # a kept worker for this framework and environment (parity.pool)
+            self.pooled[fw] = self.pool.submit(fw, w / f"{fw}.request.json", w / f"{fw}.log", env,
+                                               request.python)
+            self.procs[fw] = self.pooled[fw].proc
+            self._pool_info[fw] = dict(self.pooled[fw].info)
+        else:
+            log = open(w / f"{fw}.log", "wb")
+            self.logs.append(log)
+            self.procs[fw] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self.started[fw] = time.monotonic()
         (w / f"{fw}.pid").write_text(str(self.procs[fw].pid))  # for tests that kill a worker
         self.state[fw] = "loading"  # shown at once: the batch is built before watch() looks again
@@ -322,8 +331,18 @@ class _Workers:
             self.progress(fw, now_state)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            _kill(proc)
+        """Kill every worker still at work; a pooled worker that reported goes back to its pool."""
+        for fw, proc in self.procs.items():
+            if fw not in self.pooled:
+                if fw not in self._pool_info:  # given back already: no longer this run's
+                    _kill(proc)
+                continue
+            report = self.workdir / f"{fw}.json"
+            ok = proc.poll() is None and fw not in self.timed_out and report.exists() \
+                and WorkerReport.from_json(report.read_text()).status != "crashed"  # out of memory: retired
+            if not ok:
+                _kill(proc)
+            self.pool.give_back(self.pooled.pop(fw), ok)
 
     def close_logs(self) -> None:
         for log in self.logs:
@@ -334,6 +353,8 @@ class _Workers:
         self.sched["workers"] = {fw: {"started": round(self.started[fw] - self.t0, 3),
                                       "ended": round(self.ended[fw] - self.t0, 3) if fw in self.ended else None}
                                  for fw in self.started}
+        if self.pool is not None:
+            self.sched["pool"] = {**self.pool.settings(), "workers": self._pool_info}
         return self.sched
 
     def collect(self, fw: str) -> FrameworkRun:

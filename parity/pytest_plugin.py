@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from .atomic import write_atomic
+from .pool import MAX_CHECKS, MAX_RSS_BYTES, Pool, enabled_by_env
 
 MARKER_KEYS = {"checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file", "batch_size",
                "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances", "inline", "baseline"}
@@ -37,6 +38,14 @@ def pytest_addoption(parser):
                 "and one index.json / index.md / index.html for the run")
     g.addoption("--parity-inline", action="store_true", help="run frameworks in the test process (debugging)")
     g.addoption("--parity-frameworks", metavar="LIST", help="override the frameworks of every declared check")
+    g.addoption("--parity-shard", metavar="I/N", help="run shard I of N (1-based): every check's pair items "
+                "stay in one shard, and N shards together run every test once (CI matrices)")
+    g.addoption("--parity-no-pool", action="store_true", help="a fresh worker per framework and check "
+                "(default: this process keeps one worker per framework between checks, parity.pool)")
+    g.addoption("--parity-pool-max-checks", metavar="N", type=int, default=None,
+                help="checks one kept worker serves before it is replaced (default 50)")
+    g.addoption("--parity-pool-max-rss", metavar="MIB", type=int, default=None,
+                help="resident memory (MiB) above which an idle kept worker is replaced (default 4096)")
 
 
 def pytest_configure(config):
@@ -146,35 +155,56 @@ def run_entry(config, entry: dict):
     key = json.dumps(entry, sort_keys=True, default=str)
     if key in _cache:
         return _cache[key]
-    from .config import from_entry
     from .errors import ParityError
+    from .pool import use
 
     report_root = config.getoption("parity_report_dir")
     report_dir = str(Path(report_root) / _safe(entry["name"])) if report_root else None
     inline = bool(entry.get("inline")) or config.getoption("parity_inline")
     try:
-        if entry.get("baseline"):
-            from .baseline import Baseline, compare
-
-            base = Baseline.open(entry["baseline"])
-            results = compare(base, path=entry.get("checkpoint"), frameworks=entry.get("frameworks"),
-                              atol=entry.get("atol"), rtol=entry.get("rtol"), tolerances=entry.get("tolerances"),
-                              report_dir=report_dir, inline=inline, against=entry.get("against"),
-                              envs=entry.get("env"))
-        else:
-            from .api import run_check
-
-            results = run_check(from_entry(entry, report_dir=report_dir, inline=inline))
+        with use(_session_pool(config, inline)):
+            results = _run(entry, report_dir, inline)
     except ParityError as e:
         results = e
     if report_dir and not isinstance(results, Exception):
-        from .report import console, write
-
-        data = results.to_dict()
-        write.write(data, ["html", "md", "junit"], Path(report_dir))
-        write.write_text(Path(report_dir) / "console.txt", console.render(data, verbose=True) + "\n")
+        _write_reports(Path(report_dir), results.to_dict())
     _cache[key] = results
     return results
+
+
+def _run(entry: dict, report_dir: str | None, inline: bool):
+    if entry.get("baseline"):
+        from .baseline import Baseline, compare
+
+        base = Baseline.open(entry["baseline"])
+        return compare(base, path=entry.get("checkpoint"), frameworks=entry.get("frameworks"),
+                       atol=entry.get("atol"), rtol=entry.get("rtol"), tolerances=entry.get("tolerances"),
+                       report_dir=report_dir, inline=inline, against=entry.get("against"), envs=entry.get("env"))
+    from .api import run_check
+    from .config import from_entry
+
+    return run_check(from_entry(entry, report_dir=report_dir, inline=inline))
+
+
+def _write_reports(report_dir: Path, data: dict) -> None:
+    from .report import console, write
+
+    write.write(data, ["html", "md", "junit"], report_dir)
+    write.write_text(report_dir / "console.txt", console.render(data, verbose=True) + "\n")
+
+
+_POOL = pytest.StashKey()
+
+
+def _session_pool(config, inline: bool):
+    """This process's worker pool (parity.pool), made at its first check in worker mode; None without one."""
+    if inline or config.getoption("parity_no_pool") or not enabled_by_env():
+        return None
+    if _POOL not in config.stash:
+        mib = config.getoption("parity_pool_max_rss")
+        config.stash[_POOL] = Pool(config.getoption("parity_pool_max_checks") or MAX_CHECKS,
+                                   mib << 20 if mib else MAX_RSS_BYTES)
+    return config.stash[_POOL]
 
 
 def _comparison(results: dict, pair: tuple) -> dict | None:
@@ -257,9 +287,14 @@ def _record(item, data: dict | None, verdict: str, detail) -> None:
            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "pid": os.getpid(),
            "checkpoint": data["checkpoint"]["path"] if data else None}
     write_atomic(entries / f"{_safe(item.nodeid)}.json", json.dumps(row))
+    _rows.append(row)
+
+
+_rows: list = []  # this process's index entries: an xdist worker sends them to the controller
 
 
 def pytest_sessionstart(session):
+    _rows.clear()
     root = session.config.getoption("parity_report_dir")
     if root and not hasattr(session.config, "workerinput"):
         import shutil
@@ -267,10 +302,51 @@ def pytest_sessionstart(session):
         shutil.rmtree(Path(root) / ENTRIES, ignore_errors=True)  # an index lists this run only
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """--parity-shard I/N: keep the items of every I-th group (a check's pairs, or one other test)."""
+    shard = config.getoption("parity_shard")
+    if not shard:
+        return
+    index, count = _shard(shard)
+    groups = sorted({_group(item) for item in items})
+    mine = {g for n, g in enumerate(groups) if n % count == index - 1}
+    keep = [item for item in items if _group(item) in mine]
+    dropped = [item for item in items if _group(item) not in mine]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = keep
+
+
+def _shard(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise pytest.UsageError(f"parity: error: --parity-shard {text!r} is not I/N with 1 <= I <= N. "
+                                "Note: e.g. --parity-shard 2/4 runs the second of four shards")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _group(item) -> str:
+    """A check's pair items share their check's id; any other test is a group of its own."""
+    if isinstance(item, ParityItem):
+        return f"{item.path}::{item.entry['name']}"
+    return item.nodeid
+
+
 def pytest_sessionfinish(session):
-    """On the controller (or without xdist): gather every worker's entries into one index."""
-    root = session.config.getoption("parity_report_dir")
-    if not root or hasattr(session.config, "workerinput"):
+    """On the controller (or without xdist): gather every worker's entries into one index.
+
+    On an xdist worker, local or on another machine: hand this worker's entries and
+    results files to the controller (``workeroutput``, see pytest_testnodedown)."""
+    config = session.config
+    if _POOL in config.stash:
+        config.stash[_POOL].close()
+        del config.stash[_POOL]
+    root = config.getoption("parity_report_dir")
+    if hasattr(config, "workerinput"):
+        if root:
+            config.workeroutput["parity"] = _shipment(Path(root))
+        return
+    if not root:
         return
     entries = Path(root) / ENTRIES
     rows = sorted((json.loads(p.read_text()) for p in entries.glob("*.json")), key=lambda r: r["nodeid"]) \
@@ -287,6 +363,34 @@ def pytest_sessionfinish(session):
                      f"| {link} | {r['worker']} |")
     Path(root, "index.md").write_text("\n".join(lines) + "\n")
     _index_html(Path(root), rows)
+
+
+def _shipment(root: Path) -> dict:
+    """This worker's index entries and the results files they name (text, relative to the report folder)."""
+    results = {r["results"]: (root / r["results"]).read_text() for r in _rows
+               if r["results"] and (root / r["results"]).is_file()}
+    return {"entries": list(_rows), "results": results}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Controller: a worker's entries and results, from whichever machine it ran on, into this
+    run's report folder; the reports of a results file written here are rendered from it."""
+    root = node.config.getoption("parity_report_dir")
+    shipped = (getattr(node, "workeroutput", None) or {}).get("parity")
+    if not root or not shipped:
+        return
+    root = Path(root).resolve()
+    for rel, text in shipped["results"].items():
+        target = (root / rel).resolve()
+        if root not in target.parents or target.exists():
+            continue  # outside the folder (never written), or the same machine already wrote it
+        write_atomic(target, text)
+        from .results import Results
+
+        _write_reports(target.parent, Results.load(target).to_dict())
+    for row in shipped["entries"]:
+        write_atomic(root / ENTRIES / f"{_safe(row['nodeid'])}.json", json.dumps(row))
 
 
 def _index_html(root: Path, rows: list) -> None:

@@ -1,4 +1,4 @@
-"""Worker process: ``python -m parity.worker request.json``.
+"""Worker process: ``python -m parity.worker request.json``, or ``--serve-loop`` (parity.pool).
 
 Loads one framework's model while the parent builds the batch, waits for the
 batch file, runs it, and writes outputs (npz) and a report (json). A request
@@ -18,11 +18,13 @@ It exists for tests/test_faults.py; nothing else sets it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -235,17 +237,64 @@ def _process_stage(request: WorkerRequest) -> Stage:
     return stage
 
 
-def serve_file(path: Path) -> WorkerReport:
-    """One worker process request: read its file, serve it, write the report file (last, atomically)."""
+def serve_file(path: Path, cpu_before: float = 0.0) -> WorkerReport:
+    """One worker process request: read its file, serve it, write the report file (last, atomically).
+
+    ``cpu_before``: this process's CPU seconds before the request (a pooled worker's earlier checks)."""
     request = WorkerRequest.from_json(Path(path).read_text())
     block_imports(request.block_imports)
     report = serve(request, stage=_process_stage(request))
     report.imported = sorted(fw.main_module for fw in registry.FRAMEWORKS
                              if sys.modules.get(fw.main_module) is not None)
     times = os.times()  # this process, every thread: where the CPU of a side-by-side run went
-    report.seconds["cpu"] = round(times.user + times.system, 3)
+    report.seconds["cpu"] = round(times.user + times.system - cpu_before, 3)
     write_atomic(request.report, report.to_json())
     return report
+
+
+def serve_loop(lines) -> None:
+    """A pooled worker (parity.pool): one request per line, ``{"request", "log", "env"}`` (JSON).
+
+    Each request's output goes to its own log (the parent reads its last line after a crash),
+    and ``env`` sets the variables that change from check to check (the run's TMPDIR, the test
+    hook). After each report the model is released (the runner's ``release``, a collection);
+    imports and compile caches stay. Ends at end of input.
+    """
+    import gc
+    import tempfile
+
+    from .runners import runner_class
+
+    for line in lines:
+        job = json.loads(line)
+        os.environ.update(job.get("env", {}))
+        tempfile.tempdir = None  # TMPDIR is read again
+        times = os.times()
+        with _output_to(job["log"]):
+            report = serve_file(Path(job["request"]), cpu_before=times.user + times.system)
+            fw, report = report.framework, None
+            runner_class(fw).release()
+            gc.collect()
+
+
+@contextmanager
+def _output_to(log: str):
+    """Point this process's stdout and stderr (file descriptors 1 and 2: native code, faulthandler) at ``log``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for target, fd in zip((1, 2), saved):
+            os.dup2(fd, target)
+            os.close(fd)
 
 
 def main(argv=None) -> int:
@@ -254,7 +303,10 @@ def main(argv=None) -> int:
     import faulthandler
 
     faulthandler.enable()  # a native crash leaves "Fatal Python error: ..." and the Python stack in the log
-    serve_file(Path(argv[0]))
+    if argv[0] == "--serve-loop":
+        serve_loop(sys.stdin)
+    else:
+        serve_file(Path(argv[0]))
     return 0
 
 

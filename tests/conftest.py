@@ -20,6 +20,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["PARITY_CACHE_DIR"] = "off"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_pool():
+    """With PARITY_TEST_POOL=1, the in-process checks of one test process share kept framework workers
+    (parity.pool: imports paid once per framework and environment, per xdist worker); otherwise each
+    check starts fresh workers, as users' single checks do."""
+    if os.environ.get("PARITY_TEST_POOL") != "1":
+        yield None
+        return
+    from parity import pool
+
+    with pool.session() as kept:
+        yield kept
+
+
 def _build_key() -> str:
     h = hashlib.sha256((ROOT / "fixtures" / "build.py").read_bytes())
     return h.hexdigest()[:12]

@@ -96,3 +96,21 @@ def test_import_floor_script_imports_only_its_framework():
                          text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "['jax']"
     assert "dict.fromkeys([])" in script(["pt", "tf", "flax"], "Bert")  # one process: nothing blocked
+
+
+def test_suite_table_medians_ratios_and_verdicts():
+    from bench.suite import render
+
+    verdicts = {"gpt2": True, "bert-drifted": False}
+    each = {"gpt2": {"wall": 8.0, "peak_rss": 1500 * MIB, "returncode": 0},
+            "bert-drifted": {"wall": 9.0, "peak_rss": 1700 * MIB, "returncode": 1}}
+    runs = ([{"leg": "suite", "wall": w, "cpu": 9.0, "peak_rss": 2000 * MIB, "verdicts": verdicts}
+             for w in (6.0, 5.0, 7.0)]
+            + [{"leg": "suite-nopool", "wall": 15.0, "peak_rss": 1900 * MIB, "verdicts": verdicts}]
+            + [{"leg": "singles", "wall": w, "cpu": 30.0, "peak_rss": 1700 * MIB, "verdicts": verdicts, "each": each}
+               for w in (20.0, 17.0)]
+            + [{"leg": "plain", "wall": 16.0, "peak_rss": 1600 * MIB}])
+    text = render({"name": "t", "config": {"runs": 3}, "runs": runs})
+    assert "| suite | 6.0 (5.0-7.0) | 9.0 | 2000 | 0.32x | 0.30x |" in text
+    assert "| singles | 18.5 (17.0-20.0) | 30.0 | 1700 | 1.00x | 1.00x |" in text
+    assert "gpt2 1500 MiB, bert-drifted 1700 MiB" in text and "same verdicts in every leg: True" in text

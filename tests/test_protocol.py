@@ -33,7 +33,19 @@ class StandIn:
     def import_framework(self):
         return 0.5
 
+    released = 0
+    tmp_seen = None
+
+    @classmethod
+    def release(cls):
+        cls.released += 1
+
     def load(self):
+        import os
+        import tempfile
+
+        os.write(1, b"stand-in loading\n")  # native output: file descriptor 1
+        type(self).tmp_seen = tempfile.gettempdir()
         if self.fail_at == "load":
             raise ValueError("no weights here\nsecond line")
         return LoadReport("Stand", "model.safetensors", None, device="cpu", seconds=0.25)
@@ -125,3 +137,30 @@ def test_serve_file_writes_outputs_then_the_report(stand_in, tmp_path, monkeypat
         np.testing.assert_array_equal(out["hidden_states.0"], ARRAYS["input_ids"] + 1.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.npz", "pt.json", "pt.loaded", "pt.npz",
                                                           "pt.request.json"]  # no temp file left
+
+
+def test_serve_loop_serves_each_line_with_its_own_log_and_environment(stand_in, tmp_path, monkeypatch):
+    """A kept worker (parity.pool): one request per line, output into that request's log, TMPDIR and the
+    test hook from the line, the runner released after each."""
+    monkeypatch.delenv(worker.FAULT_ENV, raising=False)
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.gettempdir())  # the loop resets it: restored after
+    np.savez(tmp_path / "batch.npz", **ARRAYS)
+    lines = []
+    for n in (1, 2):
+        run = tmp_path / f"run{n}"
+        run.mkdir()
+        req = WorkerRequest("pt", SPEC, batch=str(tmp_path / "batch.npz"), out=str(run / "pt.npz"),
+                            report=str(run / "pt.json"))
+        (run / "pt.request.json").write_text(req.to_json())
+        lines.append(json.dumps({"request": str(run / "pt.request.json"), "log": str(run / "pt.log"),
+                                 "env": {"TMPDIR": str(run), worker.FAULT_ENV: ""}}) + "\n")
+    StandIn.released = 0
+    worker.serve_loop(lines)
+    for n in (1, 2):
+        run = tmp_path / f"run{n}"
+        assert json.loads((run / "pt.json").read_text())["status"] == "ok"
+        assert (run / "pt.log").read_text() == "stand-in loading\n"
+    assert StandIn.released == 2 and StandIn.tmp_seen == str(tmp_path / "run2")

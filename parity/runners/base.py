@@ -94,6 +94,11 @@ class Runner:
         missing = [m for m in cls.descriptor.requires if importlib.util.find_spec(m) is None]
         return f"{', '.join(missing)} not installed" if missing else None
 
+    @classmethod
+    def release(cls) -> None:
+        """After a pooled worker's check (parity.pool): drop what the framework keeps of the last model.
+        The models themselves go with the runner; compile caches stay."""
+
     def import_framework(self) -> float:
         """Import the framework, transformers and the model's class before loading; the seconds taken
         (results.json ``seconds.import``, apart from ``load``)."""

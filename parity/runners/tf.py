@@ -31,6 +31,14 @@ class TFRunner(Runner):
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers' TF classes need Keras 2
         super()._import_impl()
 
+    @classmethod
+    def release(cls) -> None:
+        # Keras keeps every layer of every model built in its global graph state, and numbers layer
+        # names from it; cleared, the next model is built as in a fresh process.
+        import tf_keras
+
+        tf_keras.backend.clear_session()
+
     def _load_impl(self) -> LoadReport:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         import tensorflow as tf
@@ -41,7 +49,10 @@ class TFRunner(Runner):
             tf.config.set_visible_devices([], "GPU")
             gpus = []
         for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # a kept worker's second model (parity.pool): set at its first, the GPU started
+                pass
         tf.config.experimental.enable_tensor_float_32_execution(False)
         self._require_gpu(bool(gpus), "TensorFlow")
         self.device = "/GPU:0" if gpus else "/CPU:0"

@@ -1,0 +1,180 @@
+"""Framework workers kept between checks: imports paid once per process that runs many checks.
+
+A pooled worker is ``python -m parity.worker --serve-loop`` (worker.serve_loop): it
+reads one request per line on stdin and answers as a one-shot worker does, with
+report and output files, so the executor watches and reads it the same way.
+Workers are keyed by framework, interpreter and environment (the modules a worker
+blocks follow from its environment's ``USE_*`` switches and are part of the key
+too), so a check that needs another set of frameworks gets a worker of its own.
+
+Isolation stays: each framework still runs in its own process. A worker that
+crashed, hung or ran past --timeout is killed by the executor, reported for its
+check and replaced at the next; one is retired after ``max_checks`` checks or when
+its resident memory is above ``max_rss_bytes`` (both recorded in results.json
+``schedule.pool``). Users install a pool for a stretch of checks with
+``session()``: the pytest plugin (each xdist worker too), the matrix, the
+project's tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_CHECKS = 50               # checks one worker serves before it is replaced by a fresh process
+MAX_RSS_BYTES = 4 << 30       # resident memory above which an idle worker is replaced
+PER_REQUEST_ENV = ("TMPDIR", "PARITY_TEST_FAULT")  # sent with each request (the run's workdir, the test hook)
+VOLATILE_ENV = PER_REQUEST_ENV + ("PYTEST_CURRENT_TEST",)  # never part of a worker's key
+
+
+@dataclass
+class PooledWorker:
+    key: tuple
+    proc: subprocess.Popen
+    checks: int = 0                      # requests sent to this process
+    fresh_because: str | None = "first"  # why this process was started (None once reused)
+    info: dict = field(default_factory=dict)  # the latest check's: pid, check, fresh_because
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of ``pid`` (Linux /proc), None where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class Pool:
+    """Idle workers by key; ``submit`` hands a request to one (reused or fresh), ``give_back`` returns it."""
+
+    def __init__(self, max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES):
+        if max_checks < 1 or max_rss_bytes < 1:
+            from .errors import UsageError
+
+            raise UsageError(f"pool limits must be positive (max checks {max_checks}, max RSS {max_rss_bytes})",
+                             "give at least 1 check and 1 byte")
+        self.max_checks, self.max_rss_bytes = max_checks, max_rss_bytes
+        self.dir = Path(tempfile.mkdtemp(prefix="parity-pool-"))
+        self.idle: dict[tuple, PooledWorker] = {}
+        self.why_next: dict[tuple, str] = {}  # key -> why its next worker is fresh (crashed, recycled ...)
+        self.spawned = 0
+
+    def settings(self) -> dict:
+        return {"max_checks": self.max_checks, "max_rss_bytes": self.max_rss_bytes}
+
+    def submit(self, framework: str, request: Path, log: Path, env: dict, python: str | None = None) -> PooledWorker:
+        """Send ``request`` to a worker for (framework, interpreter, environment); ``log`` gets its output."""
+        python = python or sys.executable
+        key = (framework, python, tuple(sorted((k, v) for k, v in env.items() if k not in VOLATILE_ENV)))
+        worker = self._take(key)
+        line = json.dumps({"request": str(request), "log": str(log),
+                           "env": {k: env.get(k, "") for k in PER_REQUEST_ENV}}) + "\n"
+        try:
+            worker.proc.stdin.write(line)
+            worker.proc.stdin.flush()
+        except (BrokenPipeError, OSError):  # died while idle: a fresh one takes the request
+            self._retire(worker)
+            self.why_next[key] = "died while idle"
+            return self.submit(framework, request, log, env, python)
+        worker.checks += 1
+        worker.info = {"pid": worker.proc.pid, "check": worker.checks, "fresh_because": worker.fresh_because}
+        worker.fresh_because = None
+        return worker
+
+    def _take(self, key: tuple) -> PooledWorker:
+        worker = self.idle.pop(key, None)
+        if worker is not None and worker.proc.poll() is not None:
+            self._retire(worker)
+            self.why_next[key], worker = "died while idle", None
+        if worker is not None and (rss_bytes(worker.proc.pid) or 0) > self.max_rss_bytes:
+            self._retire(worker)
+            self.why_next[key], worker = f"recycled above {self.max_rss_bytes} bytes resident", None
+        return worker or self._spawn(key)
+
+    def _spawn(self, key: tuple) -> PooledWorker:
+        framework, python, env = key
+        self.spawned += 1
+        env = {**dict(env), "TMPDIR": str(self.dir)}
+        with open(self.dir / f"{framework}-{self.spawned}.log", "wb") as log:
+            proc = subprocess.Popen([python, "-m", "parity.worker", "--serve-loop"], stdin=subprocess.PIPE,
+                                    stdout=log, stderr=subprocess.STDOUT, env=env, text=True,
+                                    start_new_session=True)
+        return PooledWorker(key, proc, fresh_because=self.why_next.pop(key, "first"))
+
+    def give_back(self, worker: PooledWorker, ok: bool) -> None:
+        """After a check: keep the worker for the next, or retire it (``ok`` False: it was killed or crashed)."""
+        if not ok or worker.proc.poll() is not None:
+            self._retire(worker)
+            self.why_next[worker.key] = "crashed or stopped"
+        elif worker.checks >= self.max_checks:
+            self._retire(worker)
+            self.why_next[worker.key] = f"recycled after {worker.checks} checks"
+        elif worker.key in self.idle:  # two runs wanted one key at once: keep one
+            self._retire(worker)
+        else:
+            self.idle[worker.key] = worker
+
+    def _retire(self, worker: PooledWorker) -> None:
+        from .executor import _kill
+
+        try:
+            worker.proc.stdin.close()
+        except OSError:
+            pass
+        _kill(worker.proc)
+
+    def close(self) -> None:
+        for worker in self.idle.values():
+            self._retire(worker)
+        self.idle.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_current: Pool | None = None
+
+
+def current() -> Pool | None:
+    """The pool checks in this process use now (None: a fresh worker per framework and check)."""
+    return _current
+
+
+@contextmanager
+def use(pool: Pool | None):
+    """Checks run inside use ``pool`` (None: fresh workers); the pool outlives the block."""
+    global _current
+    previous, _current = _current, pool
+    try:
+        yield pool
+    finally:
+        _current = previous
+
+
+@contextmanager
+def session(max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES):
+    """Checks run inside share one pool; its workers end with the block."""
+    made = Pool(max_checks, max_rss_bytes)
+    try:
+        with use(made):
+            yield made
+    finally:
+        made.close()
+
+
+def idle_pids() -> list[int]:
+    """Pids of the current pool's idle workers (tests, the bench's memory figure)."""
+    return [w.proc.pid for w in _current.idle.values()] if _current is not None else []
+
+
+def enabled_by_env(default: bool = True) -> bool:
+    """PARITY_POOL=0 turns the pool off where a user would otherwise get one (plugin, matrix)."""
+    return os.environ.get("PARITY_POOL", "1" if default else "0") not in ("0", "", "off", "false")

@@ -1,0 +1,133 @@
+"""The worker pool (parity.pool): workers kept between checks, and isolation kept.
+
+Every check here runs pt, tf and flax in worker processes. A kept worker must give
+the same bits as a fresh one, for every framework, also after a crash; a crashed,
+hung or timed-out worker is reported for its own check, in the words a fresh one
+gets, and replaced for the next; workers are recycled after N checks or above a
+memory threshold, and results.json says which worker served each framework.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parity import pool
+from parity.api import run_check
+from parity.config import CheckConfig
+
+pytestmark = pytest.mark.slow
+ALL = "pt,tf,flax"
+
+
+def _check(path, **options) -> tuple[dict, dict]:
+    """Results (as a dict) and every framework's outputs, copied out of the worker's files."""
+    outputs = {}
+
+    def keep(fw, arrays):
+        outputs[fw] = {name: np.array(arrays[name]) for name in arrays}
+
+    results = run_check(CheckConfig(path=str(path), frameworks=options.pop("frameworks", ALL), **options)
+                        .validated(), on_outputs=keep)
+    return results.to_dict(), outputs
+
+
+def _same_bits(a: dict, b: dict, frameworks) -> None:
+    for fw in frameworks:
+        assert sorted(a[fw]) == sorted(b[fw]), fw
+        for name in a[fw]:
+            assert a[fw][name].dtype == b[fw][name].dtype and a[fw][name].tobytes() == b[fw][name].tobytes(), \
+                (fw, name)
+
+
+def _served(res: dict) -> dict:
+    return res["schedule"]["pool"]["workers"]
+
+
+def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, monkeypatch):
+    with pool.use(None):  # no pool (also under PARITY_TEST_POOL=1): one new process per framework
+        fresh_pt, fresh_out = _check(tiny / "bert-pt")
+        fresh_tf, fresh_tf_out = _check(tiny / "bert-tf")  # TF native; pt and flax converted from it
+    assert "pool" not in fresh_pt["schedule"]
+    with pool.session() as p:
+        first, first_out = _check(tiny / "bert-pt")
+        assert {fw: w["check"] for fw, w in _served(first).items()} == {"pt": 1, "tf": 1, "flax": 1}
+        assert {w["fresh_because"] for w in _served(first).values()} == {"first"}
+        other, other_out = _check(tiny / "bert-tf")      # another checkpoint: tf's worker is kept;
+        # pt and flax convert from TF weights, so they import TensorFlow: workers of their own
+        assert {fw: w["check"] for fw, w in _served(other).items()} == {"pt": 1, "tf": 2, "flax": 1}
+        assert _served(other)["pt"]["pid"] != _served(first)["pt"]["pid"]
+        _same_bits(fresh_tf_out, other_out, ["pt", "tf", "flax"])
+        again, again_out = _check(tiny / "bert-pt")
+        _same_bits(fresh_out, first_out, ["pt", "tf", "flax"])
+        _same_bits(fresh_out, again_out, ["pt", "tf", "flax"])
+        assert [c["outputs"] for c in again["comparisons"]] == [c["outputs"] for c in fresh_pt["comparisons"]]
+
+        monkeypatch.setenv("PARITY_TEST_FAULT", "tf:segfault")  # sent with the request: the same workers
+        crashed, _ = _check(tiny / "bert-pt")
+        tf = crashed["frameworks"]["tf"]
+        assert tf["status"] == "crashed" and tf["signal"] == "SIGSEGV", tf
+        assert tf["error"].startswith("worker died (SIGSEGV: segmentation fault in native code)"), tf
+        assert _served(crashed)["tf"]["pid"] == _served(again)["tf"]["pid"]  # the kept worker crashed
+        assert crashed["comparisons"][0]["passed"]  # pt vs flax still compared
+        monkeypatch.delenv("PARITY_TEST_FAULT")
+
+        after, after_out = _check(tiny / "bert-pt")
+        served = _served(after)
+        assert served["tf"]["pid"] != _served(crashed)["tf"]["pid"]
+        assert served["tf"] == {"pid": served["tf"]["pid"], "check": 1, "fresh_because": "crashed or stopped"}
+        assert served["pt"]["check"] == served["flax"]["check"] == 4
+        assert after["passed"]
+        _same_bits(fresh_out, after_out, ["pt", "tf", "flax"])
+        assert set(w["pid"] for w in served.values()) < set(pool.idle_pids())  # and bert-tf's pt and flax
+        pids = pool.idle_pids()
+    assert p.idle == {} and not p.dir.exists()
+    assert not [pid for pid in pids if _alive(pid)]  # the session's end stops its workers
+
+
+def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny):
+    with pool.session(max_checks=2):
+        runs = [_check(tiny / "bert-pt", frameworks="pt,flax")[0] for _ in range(3)]
+    served = [_served(r) for r in runs]
+    assert [s["pt"]["check"] for s in served] == [1, 2, 1]
+    assert served[2]["pt"]["pid"] != served[0]["pt"]["pid"] == served[1]["pt"]["pid"]
+    assert served[2]["flax"]["fresh_because"] == "recycled after 2 checks"
+    assert runs[2]["schedule"]["pool"]["max_checks"] == 2
+    assert all(r["passed"] for r in runs)
+
+    with pool.session(max_rss_bytes=1):  # every worker is above one byte: never reused
+        runs = [_check(tiny / "bert-pt", frameworks="pt,flax")[0] for _ in range(2)]
+    assert _served(runs[1])["pt"]["check"] == 1
+    assert _served(runs[1])["pt"]["fresh_because"] == "recycled above 1 bytes resident"
+    assert runs[1]["schedule"]["pool"]["max_rss_bytes"] == 1
+
+
+def test_a_timed_out_worker_is_reported_and_replaced(tiny, monkeypatch):
+    timeout = 30  # a warm worker loads the tiny BERT in about a second; the hung one never reports
+    with pool.session():
+        warm, _ = _check(tiny / "bert-pt")
+        monkeypatch.setenv("PARITY_TEST_FAULT", "tf:hang")
+        hung, _ = _check(tiny / "bert-pt", timeout=timeout)
+        monkeypatch.delenv("PARITY_TEST_FAULT")
+        tf = hung["frameworks"]["tf"]
+        assert tf["status"] == "crashed" and tf["timed_out"] is True and tf["signal"] == "SIGKILL", tf
+        assert tf["error"].startswith(f"worker stopped after the --timeout of {timeout}s (SIGKILL)"), tf
+        assert hung["frameworks"]["pt"]["status"] == hung["frameworks"]["flax"]["status"] == "ok"
+        assert not _alive(_served(hung)["tf"]["pid"])
+        after, _ = _check(tiny / "bert-pt")
+    assert after["passed"] and _served(after)["tf"]["fresh_because"] == "crashed or stopped"
+    assert _served(after)["pt"]["pid"] == _served(warm)["pt"]["pid"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return not open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+def test_pool_limits_must_be_positive():
+    from parity.errors import UsageError
+
+    with pytest.raises(UsageError, match="pool limits must be positive"):
+        pool.Pool(max_checks=0)
