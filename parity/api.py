@@ -219,7 +219,7 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
     gen, pipe = compare_behaviour(cfg, runs, comparisons, (used or {}).get("framework")) if behaviour else (None, None)
     stages["compare"] = time.perf_counter() - t_compare
     for run in runs.values():
-        for arrays in (run.outputs, run.outputs64):
+        for arrays in (run.outputs, run.outputs64, run.gen_arrays):
             if hasattr(arrays, "close"):
                 arrays.close()
     code = _exit_code(interrupted, fw_results, comparisons)

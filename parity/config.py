@@ -175,7 +175,10 @@ class CheckConfig:
         from .agreement import gate_threshold
         from .generation import settings
 
-        self.generate, self.pipeline = bool(self.generate), bool(self.pipeline)
+        for name in ("generate", "pipeline"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}",
+                                 f"write {name} = true in the declared check (or pass --{name})")
         fixed = settings(None, self.max_new_tokens, self.num_beams)
         self.max_new_tokens, self.num_beams = fixed["max_new_tokens"], fixed["num_beams"]
         self.top1_min = gate_threshold(self.gate, self.top1_min)

@@ -75,7 +75,10 @@ def run(runner, req: dict) -> dict:
 
     task = req["task"]
     tok = transformers.AutoTokenizer.from_pretrained(runner.spec.path)
-    pipe = transformers.pipeline(task, model=runner.model, tokenizer=tok, framework=runner.pipeline_framework)
+    # dtype=None: the model is loaded already, and the default "auto" is looked up on torch, which a TF worker
+    # has not imported (NameError in transformers 4.57.6, docs/findings.md).
+    pipe = transformers.pipeline(task, model=runner.model, tokenizer=tok, framework=runner.pipeline_framework,
+                                 dtype=None)
     if getattr(pipe.tokenizer, "pad_token", True) is None and task == "text-generation":
         pipe.tokenizer.pad_token = pipe.tokenizer.eos_token
     items = inputs(task, req["texts"], tok.mask_token)

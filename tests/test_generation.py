@@ -138,3 +138,18 @@ def test_bad_behaviour_input_is_one_line_and_exit_2(cli, tiny, args, message):
 def test_max_new_tokens_must_fit_the_positions(cli, gen):
     r = cli("check", gen / "gpt2", "--generate", "--max-length", "100", "--max-new-tokens", "40")
     assert r.code == 2 and "longer than the model's 128 positions" in r.err, r.err
+
+
+def test_declared_checks_take_the_behaviour_keys(tmp_path):
+    from parity.config import from_entry, load_project
+    from parity.errors import UsageError
+
+    (tmp_path / "parity.toml").write_text('[[checks]]\ncheckpoint = "m"\ngenerate = true\npipeline = true\n'
+                                          'max_new_tokens = 5\ngate = "top1"\ntop1_min = 0.95\n')
+    _, (entry,) = load_project(tmp_path)
+    cfg = from_entry(entry)
+    assert (cfg.generate, cfg.pipeline, cfg.max_new_tokens, cfg.gate, cfg.top1_min) == (True, True, 5, "top1", 0.95)
+    (tmp_path / "parity.toml").write_text('[[checks]]\ncheckpoint = "m"\ngenerate = "yes"\n')
+    _, (entry,) = load_project(tmp_path)
+    with pytest.raises(UsageError, match="generate must be true or false"):
+        from_entry(entry)
