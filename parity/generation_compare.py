@@ -50,9 +50,16 @@ def _shown(x) -> str:
 
 
 def not_applied(info: dict) -> list:
-    """Settings in a framework's effective generation config that its generate module never reads."""
+    """Settings in a framework's loaded generation config that its generate module never reads."""
     reads = set(info.get("reads") or ())
-    return sorted(k for k in (info.get("config") or {}) if reads and k not in reads)
+    return sorted(k for k in (info.get("loaded_config") or info.get("config") or {}) if reads and k not in reads)
+
+
+def replaced(info: dict) -> list:
+    """Settings of the loaded generation config that generate itself dropped or changed (it rebuilt the config
+    from config.json)."""
+    loaded, used = info.get("loaded_config"), info.get("config") or {}
+    return [] if loaded is None else sorted(k for k in loaded if loaded[k] != used.get(k))
 
 
 def _config_diff(ref: str, cand: str, ref_info: dict, cand_info: dict) -> list:
@@ -87,16 +94,21 @@ def _reason(ref: str, cand: str, step: int, row: int, arrays: tuple, infos: tupl
                        f"{margin:.3g} above {int(seq_c)}, within the drift of those two scores ({pair_drift:.3g}; "
                        f"logits agree within tolerance, max drift {drift:.3g}): a numerically benign flip")
     elif ok:
-        missing, parts = {}, []
+        missing, parts, gone = {}, [], set()
         for fw, info in ((ref, ri), (cand, ci)):
-            keys, cfg = not_applied(info), info.get("config") or {}
+            keys, cfg = not_applied(info), info.get("loaded_config") or info.get("config") or {}
             if keys:
                 missing[fw] = keys
                 parts.append(f"{fw} does not apply {', '.join(f'{k}={cfg[k]!r}' for k in keys)} "
                              f"(its generate never reads {'it' if len(keys) == 1 else 'them'})")
+            dropped = replaced(info)
+            gone.update(dropped)
+            if dropped:
+                parts.append(f"{fw}'s generate rebuilt its generation config from config.json (the loaded one is "
+                             f"marked _from_model_config), dropping {', '.join(f'{k}={cfg[k]!r}' for k in dropped)}")
         diff = _config_diff(ref, cand, ri, ci)
-        parts += [f"{d['setting']} is {d[ref]!r} in {ref}'s loaded generation config and {d[cand]!r} in {cand}'s"
-                  for d in diff]
+        parts += [f"{d['setting']} is {d[ref]!r} in the generation config {ref} generated with and {d[cand]!r} in "
+                  f"{cand}'s" for d in diff if d["setting"] not in gone]
         named = "; ".join(parts) or "the effective generation configs are equal"
         if not same_scores:
             named = f"the processed scores differ while the logits agree; {named}"

@@ -64,8 +64,9 @@ def test_encoder_decoder_agrees_in_tf_and_flax_generate_parts_at_step_0(gen):
 
 
 def test_a_setting_one_framework_does_not_apply(gen):
-    """repetition_penalty 1.5 in generation_config.json: Flax's generate never reads it, and TF loading PyTorch
-    weights never loads generation_config.json (docs/findings.md); the logits agree, the loop differs."""
+    """repetition_penalty 1.5 in generation_config.json: Flax's generate never reads it (and rebuilds the config
+    from config.json), and TF loading PyTorch weights never loads generation_config.json (docs/findings.md); the
+    logits agree, the loop differs."""
     expected = _expected(gen / "gpt2-reppen")
     data = _check(gen / "gpt2-reppen", "pt,tf,flax")
     assert data["exit_code"] == 1 and all(c["passed"] for c in data["comparisons"])
@@ -79,9 +80,27 @@ def test_a_setting_one_framework_does_not_apply(gen):
         for r in parted:
             assert r["reason"]["kind"] == "generation_loop" and r["reason"]["forward_agrees"], r["reason"]
     assert flax["not_applied"] == {"flax": ["repetition_penalty"]}
+    assert flax["config_diff"] == [{"setting": "repetition_penalty", "pt": 1.5, "flax": None}]
     assert "flax does not apply repetition_penalty=1.5 (its generate never reads it)" in flax["summary"]
     assert tf["config_diff"] == [{"setting": "repetition_penalty", "pt": 1.5, "tf": None}]
     assert "processed scores differ while the logits agree" in tf["summary"]
+
+
+def test_no_repeat_ngram_size(gen):
+    """no_repeat_ngram_size 2 in a generation_config.json marked _from_model_config (as save_pretrained writes a
+    config derived from the model's): TF (from PyTorch weights) never loads the file, and Flax's generate rebuilds
+    the config from config.json (docs/findings.md); both generate without the setting, and parity says which."""
+    expected = _expected(gen / "gpt2-ngram")
+    data = _check(gen / "gpt2-ngram", "pt,tf,flax")
+    tf, flax = data["generation"]
+    for entry in (tf, flax):
+        fw = entry["candidate"]
+        assert entry["first_divergence_step"] == expected["step"]
+        assert entry["config_diff"] == [{"setting": "no_repeat_ngram_size", "pt": 2, fw: None}]
+        assert entry["rows"][expected["row"]]["reason"]["kind"] == "generation_loop"
+    assert "no_repeat_ngram_size is 2 in the generation config pt generated with and None in tf's" in tf["summary"]
+    assert ("flax's generate rebuilt its generation config from config.json (the loaded one is marked "
+            "_from_model_config), dropping no_repeat_ngram_size=2") in flax["summary"]
 
 
 def test_a_drifted_weight_that_flips_a_token(gen):

@@ -208,12 +208,15 @@ class Runner:
 
         from .. import generation
 
-        info = {"config": generation.effective_config(self.model, fixed),
+        info = {"loaded_config": generation.effective_config(self.model, fixed),
                 "reads": generation.reads(importlib.import_module(self.generate_module).__file__)}
         gc = self.model.generation_config
         eos = gc.eos_token_id[0] if isinstance(gc.eos_token_id, (list, tuple)) else gc.eos_token_id
         info["pad_token_id"] = next((t for t in (gc.pad_token_id, eos, 0) if t is not None))
         sequences, processed = self._generate_impl(prompt, fixed)
+        # TF's and Flax's generate replace a generation config marked _from_model_config with one rebuilt from
+        # config.json (on the model itself): what they generated with is read afterwards.
+        info["config"] = generation.effective_config(self.model, fixed)
         info["scores"] = "processed" if processed is not None else None
         return sequences, processed, info
 
