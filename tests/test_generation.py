@@ -172,3 +172,25 @@ def test_declared_checks_take_the_behaviour_keys(tmp_path):
     _, (entry,) = load_project(tmp_path)
     with pytest.raises(UsageError, match="generate must be true or false"):
         from_entry(entry)
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_a_declared_check_fails_on_its_generation(pytester, gen):
+    """generate = true in parity.toml: the pair's item fails on the near tie although its forward pass passes."""
+    from test_plugin import PLUGIN
+
+    pytester.makefile(".toml", parity=f"""
+        [[checks]]
+        name = "tie"
+        checkpoint = "{gen / 'gpt2-tie'}"
+        frameworks = "pt,tf"
+        texts = {json.dumps(PROMPTS)}
+        generate = true
+        max_new_tokens = {STEPS}
+    """)
+    r = pytester.runpytest_subprocess(*PLUGIN, "-v", "parity.toml", "--parity-inline", timeout=900)
+    r.assert_outcomes(failed=1)
+    out = r.stdout.str()
+    assert "pt vs tf: PASS" in out and "generation (greedy, 8 new tokens)" in out and "near tie" in out
