@@ -19,6 +19,13 @@ def agreement(row: dict) -> str | None:
     return text
 
 
+def agreement_shown(row: dict, verbose: bool = False) -> str | None:
+    """The agreement text where it says something beyond the table: a top-1 differs or the gate decided (every
+    logits row with ``verbose``); results.json always has the numbers."""
+    text = agreement(row)
+    return text if text and (verbose or row.get("gate") or row.get("top1_agreement") != 1.0) else None
+
+
 def _verdict(entry: dict) -> str:
     return "SKIPPED" if entry.get("skipped") else ("PASS" if entry["passed"] else "FAIL")
 

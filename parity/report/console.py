@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .behaviour import agreement, generation_lines, pipeline_lines
+from .behaviour import agreement_shown, generation_lines, pipeline_lines
 from .common import SHORT, num, source, stand_in
 
 # C0/C1 controls and DEL, plus the Unicode format characters that reorder or hide text.
@@ -96,8 +96,8 @@ def render(results: dict, *, verbose: bool = False) -> str:
                          f"{num(r.get('max_rel_diff'), SHORT):>8} {num(r.get('mean_abs_diff'), SHORT):>8} {cos:>9} "
                          f"{num(r.get('required_atol'), SHORT):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
         for r in rows:
-            if agreement(r):
-                lines.append(f"  {r['name']}: {agreement(r)}")
+            if agreement_shown(r, verbose):
+                lines.append(f"  {r['name']}: {agreement_shown(r, verbose)}")
         for r in rows:
             if not r["passed"] and (verbose or r["name"] == comp["first_divergence"]):
                 lines.append(f"  {r['name']}: {mismatch_message(r)}")

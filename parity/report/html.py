@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .behaviour import agreement, generation_lines, pipeline_lines
+from .behaviour import agreement_shown, generation_lines, pipeline_lines
 from .common import (diagnoses, labels_line, layer_series, num, pair_name, shape, source, stand_in, verdict,
                      verdict_line)
 from .console import mismatch_message
@@ -211,7 +211,7 @@ def pair_section(comp: dict, inputs: dict) -> str:
                          "token, max over the other axes; hatched: padded (excluded).</figcaption></figure>")
         parts.append("</div>")
     parts.append(output_table(comp))
-    agree = [f"<li><code>{e(r['name'])}</code>: {e(agreement(r))}</li>" for r in rows if agreement(r)]
+    agree = [f"<li><code>{e(r['name'])}</code>: {e(agreement_shown(r))}</li>" for r in rows if agreement_shown(r)]
     if agree:
         parts.append(f'<ul class="tight">{"".join(agree)}</ul>')
     parts.append("</section>")
