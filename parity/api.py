@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import environments, inputs, tasks
+from .behaviour import compare as compare_behaviour
+from .behaviour import passed as behaviour_passed
+from .behaviour import requests
 from .checkpoint import Checkpoint
 from .compare import compare_pair
 from .config import CheckConfig
@@ -68,6 +71,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
                                   min_frameworks=1 if baseline is not None else 2,
                                   roots={fw: environments.of(fw, envs).transformers for fw in cfg.frameworks},
                                   unavailable=set(missing))
+    behaviour = requests(cfg, task, ckpt.config)  # --generate / --pipeline: bad input ends here
     paths = paths or {}
     plans, folders = _plan(ckpt, cfg, [fw for fw in cfg.frameworks if classes[fw] and fw not in missing], paths)
     if cfg.report_dir:
@@ -89,7 +93,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
         outcome = _run_and_compare(cfg, specs, make_batch, Path(workdir), t_start, progress=progress,
                                    weights_dir=weights_dir, baseline=baseline, on_outputs=on_outputs,
-                                   fw_results=fw_results, baseline_sources=baseline_sources)
+                                   fw_results=fw_results, baseline_sources=baseline_sources, behaviour=behaviour)
     results = Results(
         passed=outcome.code == EXIT_OK, exit_code=outcome.code, task=task,
         checkpoint={"path": str(cfg.path), "model_type": ckpt.model_type,
@@ -102,6 +106,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
         seconds={**outcome.stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()},
         diagnosis=outcome.diagnosis, schedule=outcome.schedule, reference_used=outcome.reference_used,
         complete=not outcome.interrupted, interrupted=outcome.interrupted,
+        generation=outcome.generation, pipeline=outcome.pipeline,
     )
     path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None
     if outcome.interrupted:
@@ -199,11 +204,13 @@ class _Outcome:
     interrupted: bool
     code: int
     reference_used: dict | None = None
+    generation: list | None = None   # --generate: one entry per pair (parity.behaviour)
+    pipeline: list | None = None     # --pipeline: likewise
 
 
 def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t_start: float, *, progress,
                      weights_dir, baseline, on_outputs, fw_results: dict,
-                     baseline_sources: dict | None = None) -> _Outcome:
+                     baseline_sources: dict | None = None, behaviour: dict | None = None) -> _Outcome:
     """Run the frameworks (recording each in ``fw_results``), then compare and, with --explain, diagnose."""
     # --explain: every framework runs the probes; one that can upcast (PyTorch; the reference's when it can,
     # as diagnose judges with it) runs the float64 oracle too.
@@ -221,7 +228,7 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
         batch, runs = execute(specs, make_batch, workdir=workdir, inline=cfg.inline,
                               pythons={fw: fw_results[fw]["environment"]["python"] for fw in specs if "@" in fw},
                               device=cfg.device, explain=explain, timeout=cfg.timeout,
-                              progress=progress, weights_dir=exports_dir, info=run_info)
+                              progress=progress, weights_dir=exports_dir, info=run_info, behaviour=behaviour)
         interrupted = False
     except RunInterrupted as stop:
         batch, runs, interrupted = stop.batch, stop.runs, True
@@ -248,13 +255,17 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
                                      exports=_exports(exports_dir, runs))
         except KeyboardInterrupt:
             interrupted = True  # keep the pairs already compared
+    gen, pipe = compare_behaviour(cfg, runs, comparisons, (used or {}).get("framework")) if behaviour else (None, None)
     stages["compare"] = time.perf_counter() - t_compare
     for run in runs.values():
-        for arrays in (run.outputs, run.outputs64):
+        for arrays in (run.outputs, run.outputs64, run.gen_arrays):
             if hasattr(arrays, "close"):
                 arrays.close()
-    return _Outcome(batch, comparisons, diagnosis, stages, run_info.get("schedule"), interrupted,
-                    _exit_code(interrupted, fw_results, comparisons), used)
+    code = _exit_code(interrupted, fw_results, comparisons)
+    if code == EXIT_OK and not (behaviour_passed(gen) and behaviour_passed(pipe)):
+        code = EXIT_MISMATCH
+    return _Outcome(batch, comparisons, diagnosis, stages, run_info.get("schedule"), interrupted, code, used,
+                    gen, pipe)
 
 
 def _record(entry: dict, run) -> None:
@@ -352,7 +363,7 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
         names += [n for n in run.names if n not in ref_names and group(n) in cfg.outputs]
         comparisons.append(compare_pair(ref_name, fw, ref_outputs, run.outputs, model_order(names),
                                         tolerance=cfg.tolerance, attention_mask=batch.masks,
-                                        seq2seq=batch.seq2seq))
+                                        seq2seq=batch.seq2seq, top1_min=cfg.top1_min))
     return comparisons
 
 

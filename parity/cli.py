@@ -63,6 +63,7 @@ def _add_check(sub) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let Python code shipped in the checkpoint run (auto_map); off by default")
     _add_env(p)
+    _add_behaviour(p)
     _add_format(p)
     p.set_defaults(func=_cmd_check)
 
@@ -72,6 +73,21 @@ def _add_env(p) -> None:
                    help="declare another Python environment (repeatable); FW@NAME in --frameworks / --reference "
                         "runs that framework's worker under PYTHON, e.g. --env v5=.venv-v5/bin/python "
                         "--frameworks tf,pt@v5")
+
+
+def _add_behaviour(p) -> None:
+    """--generate, --pipeline and the top-1 gate (parity.behaviour, parity.agreement)."""
+    p.add_argument("--generate", action="store_true",
+                   help="also compare model.generate per framework: tokens, first diverging step, per-step "
+                        "scores, text, and why they parted (causal-lm, seq2seq-lm, vision2seq, speech-seq2seq)")
+    p.add_argument("--max-new-tokens", default="20", help="tokens generated per row (default: 20)")
+    p.add_argument("--num-beams", default="1", help="beam search width; 1 = greedy (default: 1)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="also compare transformers' pipeline for the task built from each loaded model: labels, "
+                        "spans, answers, fill-mask top-k, generated text")
+    p.add_argument("--gate", default="elementwise", choices=["elementwise", "top1"],
+                   help="verdict of logits outputs: element-wise tolerance (default) or top-1 agreement")
+    p.add_argument("--top1-min", help="with --gate top1: the least top-1 agreement rate that passes (default: 0.99)")
 
 
 def _add_replay(sub) -> None:
@@ -313,6 +329,8 @@ def _cmd_check(args) -> int:
         outputs=args.outputs, report_dir=report_dir, inline=args.inline, explain=args.explain,
         save_replay=args.save_replay, cache=not args.no_cache,
         timeout=args.timeout, trust_remote_code=args.trust_remote_code, envs=args.envs or {},
+        generate=args.generate, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+        pipeline=args.pipeline, gate=args.gate, top1_min=args.top1_min,
     ).validated()
     return _run_and_print(cfg, None, args.formats, verbose=args.verbose)
 

@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from . import agreement
 from . import outputs as outnames
 from .results import OutputComparison, PairComparison
 from .runners import registry
@@ -332,16 +333,26 @@ def compare_array(name: str, actual, expected, *, atol: float, rtol: float,
     return row
 
 
+def _agreement(row: OutputComparison, a, b, mask, top1_min: float | None) -> None:
+    """Top-1 agreement and mean KL into ``row``; under the top-1 gate its verdict is the rate's."""
+    row.top1_agreement, row.mean_kl = agreement.metrics(a, b, mask)
+    if top1_min is not None:
+        row.gate = {"kind": "top1", "min": top1_min, "elementwise_passed": row.passed}
+        row.passed = row.top1_agreement is not None and row.top1_agreement >= top1_min
+
+
 def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping,
                  names: Iterable[str], *, tolerance, attention_mask=None,
-                 exclude_padding: bool = True, seq2seq: bool = False) -> PairComparison:
+                 exclude_padding: bool = True, seq2seq: bool = False, top1_min: float | None = None) -> PairComparison:
     """Compare every named output of one pair, streaming one tensor at a time.
 
     ``tolerance(name) -> (atol, rtol)``. Outputs present on one side only are
     reported as failures (a missing tensor is never a silent pass), except a
     cache that one framework does not return from a plain forward pass (Flax
     returns ``past_key_values`` only when given an initialised cache): those
-    are listed in ``not_compared`` with the reason.
+    are listed in ``not_compared`` with the reason. Logits outputs also get
+    top-1 agreement and mean KL (parity.agreement); with ``top1_min`` (the
+    top-1 gate) they pass on that rate instead of the element-wise rule.
     """
     rows, skipped = [], []
     kept = rows_kept(attention_mask) if exclude_padding else None
@@ -377,6 +388,8 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
         # The heat map is over the encoder's (batch, token) grid: only outputs on that grid feed it.
         on_grid = tokens if stack_of(name, seq2seq) == "encoder" and outnames.group(name) != "cache" else None
         row = compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask, tokens=on_grid)
+        if row.error is None and agreement.applies(name, np.shape(b)):
+            _agreement(row, a, b, mask, top1_min)
         per_tok, row.per_token = row.per_token, None
         if per_tok is not None:
             # NaN/Inf outrank any finite difference.

@@ -107,6 +107,14 @@ class CheckConfig:
     tolerances: dict = field(default_factory=dict)
     # Environment name -> its interpreter (--env v5=.venv-v5/bin/python); FW@NAME runs there (parity.environments).
     envs: dict = field(default_factory=dict)
+    # Behaviour checks (parity.behaviour): generate() and pipelines beside the forward pass.
+    generate: bool = False
+    max_new_tokens: int = 20
+    num_beams: int = 1
+    pipeline: bool = False
+    # "elementwise" (every output within tolerance) or "top1": logits outputs pass on top-1 agreement >= top1_min
+    gate: str = "elementwise"
+    top1_min: float | None = None
 
     def validated(self, min_frameworks: int = 2) -> "CheckConfig":
         """Normalise and check every field; raise UsageError on the first bad one.
@@ -181,7 +189,21 @@ class CheckConfig:
             read_texts(None, self.texts_file)  # fail now, before any worker starts
         if self.texts is not None:
             self.texts = [str(t) for t in self.texts]
+        self._validate_behaviour()
         return self
+
+    def _validate_behaviour(self) -> None:
+        """--generate's settings, and the gate (parity.agreement), checked before anything starts."""
+        from .agreement import gate_threshold
+        from .generation import settings
+
+        for name in ("generate", "pipeline"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}",
+                                 f"write {name} = true in the declared check (or pass --{name})")
+        fixed = settings(None, self.max_new_tokens, self.num_beams)
+        self.max_new_tokens, self.num_beams = fixed["max_new_tokens"], fixed["num_beams"]
+        self.top1_min = gate_threshold(self.gate, self.top1_min)
 
     def tolerance(self, name: str) -> tuple[float, float]:
         """(atol, rtol) for one output name: the first matching pattern, else the defaults."""
@@ -197,7 +219,8 @@ class CheckConfig:
 # Keys of one declared check (pyproject [tool.parity] / parity.toml); the rest are CheckConfig's.
 CHECK_KEYS = {"name", "checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file",
               "batch_size", "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances",
-              "baseline", "against", "inline", "env"}
+              "baseline", "against", "inline", "env", "generate", "pipeline", "max_new_tokens", "num_beams", "gate",
+              "top1_min"}
 
 
 def load_project(root) -> tuple[Path | None, list[dict]]:

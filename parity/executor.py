@@ -23,7 +23,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .inputs import Batch
-from .protocol import WorkerReport, WorkerRequest, f64_path
+from .protocol import WorkerReport, WorkerRequest, f64_path, gen_path
 from .runners import registry
 from .runners.base import LoadSpec
 
@@ -48,6 +48,9 @@ class FrameworkRun:
     signal: str | None = None       # SIGKILL, SIGSEGV, ... when the worker died of one
     returncode: int | None = None   # the worker's exit status (negative: killed by a signal)
     timed_out: bool = False
+    generation: dict | None = None    # --generate / --pipeline: the worker's report parts (worker._behave)
+    pipeline: dict | None = None
+    gen_arrays: Mapping | None = None  # --generate: sequences, raw, processed
 
     @classmethod
     def from_report(cls, report: WorkerReport, outputs: Mapping | None = None,
@@ -56,7 +59,8 @@ class FrameworkRun:
         return cls(report.framework, report.status, error=report.error, load=report.load,
                    seconds=report.seconds, names=list(report.outputs), outputs=outputs,
                    traceback=report.traceback, explain=report.explain, imported=report.imported,
-                   compile_cache=report.compile_cache, outputs64=outputs64)
+                   compile_cache=report.compile_cache, outputs64=outputs64, generation=report.generation,
+                   pipeline=report.pipeline, gen_arrays=report.gen_arrays)
 
 
 class RunInterrupted(Exception):
@@ -124,7 +128,7 @@ def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, work
             inline: bool = False, device: str = "auto", explain: dict | None = None,
             timeout: float | None = None, progress: Progress | None = None,
             weights_dir: Path | None = None, info: dict | None = None,
-            pythons: dict | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
+            pythons: dict | None = None, behaviour: dict | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
     """Run every spec; ``timeout`` (seconds, workers only) bounds each worker from its start.
 
     With ``weights_dir``, each framework also exports its weights to ``weights_dir/<fw>.npz``
@@ -135,7 +139,8 @@ def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, work
     """
     explain = explain or {}
     progress = progress or _quiet
-    requests = {fw: _request(fw, spec, explain.get(fw), weights_dir) for fw, spec in specs.items()}
+    requests = {fw: replace(_request(fw, spec, explain.get(fw), weights_dir), **(behaviour or {}))
+                for fw, spec in specs.items()}  # behaviour: {"generate": ..., "pipeline": ...} for every worker
     for fw, python in (pythons or {}).items():
         if fw in requests:
             requests[fw].python = python
@@ -376,7 +381,10 @@ class _Workers:
             return FrameworkRun.from_report(report)
         out = self.workdir / f"{fw}.npz"
         f64 = f64_path(out)
-        return FrameworkRun.from_report(report, np.load(out), np.load(f64) if f64.exists() else None)
+        run = FrameworkRun.from_report(report, np.load(out), np.load(f64) if f64.exists() else None)
+        if gen_path(out).exists():
+            run.gen_arrays = np.load(gen_path(out))
+        return run
 
 
 _HINTS = {"SIGKILL": ": killed from outside, e.g. by the out-of-memory killer",

@@ -42,6 +42,8 @@ class WorkerRequest:
     save_to: str | None = None        # folder to save_pretrained the loaded model into (conversion)
     batch_timeout: float = 3600       # seconds a worker waits for the batch file
     python: str | None = None         # the interpreter of the worker process (parity.environments); None: this one
+    generate: dict | None = None      # --generate: task and parity's fixed settings (parity.generation.run)
+    pipeline: dict | None = None      # --pipeline: pipeline task, texts, settings (parity.pipelines.run)
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -61,7 +63,7 @@ class WorkerRequest:
 
 
 # written only when set (as the worker wrote them before these classes)
-_OPTIONAL = ("traceback", "explain", "imported", "compile_cache")
+_OPTIONAL = ("traceback", "explain", "imported", "compile_cache", "generation", "pipeline")
 
 
 @dataclass
@@ -76,9 +78,12 @@ class WorkerReport:
     explain: dict | None = None       # the --explain probes' findings
     imported: list | None = None      # frameworks the worker process imported (set by the process, not serve)
     compile_cache: dict | None = None  # Flax: XLA compilation cache hits and misses
+    generation: dict | None = None    # --generate: config, reads, pad_token_id, ... or {"error": line}
+    pipeline: dict | None = None      # --pipeline: the pipeline's inputs and outputs, or {"error": line}
     # In-process only, never serialised: the outputs themselves and the float64 oracle's.
     arrays: Mapping | None = field(default=None, repr=False, compare=False)
     arrays64: Mapping | None = field(default=None, repr=False, compare=False)
+    gen_arrays: Mapping | None = field(default=None, repr=False, compare=False)  # sequences, raw, processed
 
     def to_dict(self) -> dict:
         data = {"framework": self.framework, "status": self.status, "error": self.error, "load": self.load,
@@ -102,3 +107,9 @@ def f64_path(out) -> Path:
     """Where a worker writes the float64 oracle's outputs: beside ``out`` (``<framework>.npz``)."""
     out = Path(out)
     return out.with_name(f"{out.stem}.f64.npz")
+
+
+def gen_path(out) -> Path:
+    """Where a worker writes its --generate arrays (sequences, raw, processed): beside ``out``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.gen.npz")

@@ -223,10 +223,13 @@ def pair_failure(results: dict, pair: tuple) -> str | None:
 
     ref, candidate = pair
     comp = _comparison(results, pair)
-    if comp is not None and comp["passed"]:
+    # --generate / --pipeline (generate = true, pipeline = true): the pair's entries decide too
+    behaviour = {part: [e for e in results[part] if e["candidate"] == candidate]
+                 for part in ("generation", "pipeline") if results.get(part) is not None}
+    if comp is not None and comp["passed"] and all(e["passed"] for es in behaviour.values() for e in es):
         return None
     ref = comp["reference"] if comp else ref
-    one = {**results, "comparisons": [comp] if comp else [],
+    one = {**results, **behaviour, "comparisons": [comp] if comp else [],
            "frameworks": {k: v for k, v in results["frameworks"].items()
                           if k in (candidate, ref) or ref.endswith(":" + k)}}
     text = console.render(one, verbose=True)

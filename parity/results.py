@@ -240,6 +240,12 @@ class OutputComparison(Record):
     nonfinite: dict = _metric("NaN and Inf counts among counted elements: `reference`, `candidate`")
     masked: bool = _metric("whether padded positions were excluded")
     error: str | None = key("why the output could not be compared (shape mismatch, missing on one side)", None)
+    top1_agreement: float | None = key("logits outputs (class or vocabulary last axis): share of counted positions "
+                                       "where both pick the same top-1 (null when a value is not finite)", ABSENT)
+    mean_kl: float | None = key("logits outputs: mean KL(reference || candidate) of the softmax over the last axis, "
+                                "nats per counted position", ABSENT)
+    gate: dict = key("under `gate = \"top1\"` (logits outputs): `kind`, `min` (the threshold), "
+                     "`elementwise_passed`; `passed` is then top1_agreement >= min", ABSENT)
     candidate_shape: list = key("shape mismatch only: the candidate's shape", ABSENT)
     padded: dict = key("masked outputs: the excluded positions apart from the verdict: `positions`, "
                        "`max_abs_diff` (null when none finite), `nonfinite`", ABSENT)
@@ -314,6 +320,19 @@ class Results(Record):
                                       "ran when it could not; null when no pair could be compared), `reason` (why "
                                       "the requested one was not used; null when it was); not written for baselines",
                                       None, omit_none=True)
+    generation: list | None = key("--generate only: one entry per pair against the reference: `reference`, "
+                                  "`candidate`, `passed`, `first_divergence_step` (the earliest step where a row's "
+                                  "tokens part, null when every row is equal), `steps`, `rows` (per row: `tokens` "
+                                  "[reference, candidate], `first_divergence_step`, `scores` (`raw` / `processed`: "
+                                  "`passed`, `max_abs_diff`, `steps` compared), `text`, `reason` where it parted: "
+                                  "`kind` near_tie, generation_loop or forward_drift, `text`, margins and drift), "
+                                  "`scores` (which per-step scores each framework's generate returned), "
+                                  "`config_diff`, `not_applied` (settings a framework's generate never reads), "
+                                  "`summary`; `error` when one side could not generate", None, omit_none=True)
+    pipeline: list | None = key("--pipeline only: one entry per pair: `reference`, `candidate`, `passed`, `task`, "
+                                "`items` (per input: what each pipeline returned and the verdict), "
+                                "`label_agreement`, `flips` (each with its score margin), `summary`; `error` or "
+                                "`skipped` when a framework has no pipeline", None, omit_none=True)
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

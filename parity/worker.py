@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from .atomic import write_atomic, write_npz_atomic
-from .protocol import WorkerReport, WorkerRequest, f64_path
+from .protocol import WorkerReport, WorkerRequest, f64_path, gen_path
 from .runners import registry
 
 
@@ -169,6 +169,7 @@ def serve(request: WorkerRequest, *, arrays: Mapping | None = None, stage: Stage
         if arrays is not None:
             stage(fw, "running")
             _run(runner, request, arrays, report)
+            _behave(runner, request, arrays, report)
     except MemoryError as exc:  # the process cannot go on: a crash, said as such
         report.status = "crashed"
         report.error = f"out of memory ({error_line(exc)})"
@@ -223,6 +224,31 @@ def _run(runner, request: WorkerRequest, arrays: Mapping, report: WorkerReport) 
         if report.arrays64 is not None and request.out:
             write_npz_atomic(f64_path(request.out), report.arrays64)
         report.seconds["explain"] = time.perf_counter() - t1
+
+
+def _behave(runner, request: WorkerRequest, arrays: Mapping, report: WorkerReport) -> None:
+    """After the forward pass: --generate and --pipeline. A failure there is that part's error in the
+    report; the forward outputs still compare."""
+    if request.generate:
+        from .generation import run as generate
+
+        t0 = time.perf_counter()
+        try:
+            report.gen_arrays, report.generation = generate(runner, arrays, request.generate)
+            if request.out:
+                write_npz_atomic(gen_path(request.out), report.gen_arrays)
+        except Exception as exc:
+            report.generation = {"error": error_line(exc)}
+        report.seconds["generate"] = time.perf_counter() - t0
+    if request.pipeline:
+        from .pipelines import run as run_pipeline
+
+        t0 = time.perf_counter()
+        try:
+            report.pipeline = run_pipeline(runner, request.pipeline)
+        except Exception as exc:
+            report.pipeline = {"error": error_line(exc)}
+        report.seconds["pipeline"] = time.perf_counter() - t0
 
 
 def _process_stage(request: WorkerRequest) -> Stage:

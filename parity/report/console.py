@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .behaviour import agreement_shown, generation_lines, pipeline_lines
 from .common import SHORT, environments, num, source, stand_in
 
 # C0/C1 controls and DEL, plus the Unicode format characters that reorder or hide text.
@@ -98,12 +99,18 @@ def render(results: dict, *, verbose: bool = False) -> str:
                          f"{num(r.get('max_rel_diff'), SHORT):>8} {num(r.get('mean_abs_diff'), SHORT):>8} {cos:>9} "
                          f"{num(r.get('required_atol'), SHORT):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
         for r in rows:
+            if agreement_shown(r, verbose):
+                lines.append(f"  {r['name']}: {agreement_shown(r, verbose)}")
+        for r in rows:
             if not r["passed"] and (verbose or r["name"] == comp["first_divergence"]):
                 lines.append(f"  {r['name']}: {mismatch_message(r)}")
         skipped = comp.get("not_compared") or []
         for side in dict.fromkeys(item["missing_in"] for item in skipped):
             names = [item["name"] for item in skipped if item["missing_in"] == side]
             lines.append(f"  not compared (no {side} output): {', '.join(names)}")
+    for section in (generation_lines(results, verbose=verbose), pipeline_lines(results, verbose=verbose)):
+        if section:
+            lines += ["", *section]
     if results.get("diagnosis"):
         lines += ["", *render_diagnosis(results["diagnosis"])]
     code = results["exit_code"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from html import escape
 
+from .behaviour import agreement_shown, generation_lines, pipeline_lines
 from .common import (diagnoses, environments, labels_line, layer_series, num, pair_name, shape, source, stand_in, verdict,
                      verdict_line)
 from .console import mismatch_message
@@ -210,8 +211,20 @@ def pair_section(comp: dict, inputs: dict) -> str:
                          "token, max over the other axes; hatched: padded (excluded).</figcaption></figure>")
         parts.append("</div>")
     parts.append(output_table(comp))
+    agree = [f"<li><code>{e(r['name'])}</code>: {e(agreement_shown(r))}</li>" for r in rows if agreement_shown(r)]
+    if agree:
+        parts.append(f'<ul class="tight">{"".join(agree)}</ul>')
     parts.append("</section>")
     return "".join(parts)
+
+
+def behaviour_section(results: dict) -> str:
+    """--generate and --pipeline: each section's lines (report.behaviour), verbose."""
+    out = []
+    for section in (generation_lines(results, verbose=True), pipeline_lines(results, verbose=True)):
+        if section:
+            out.append(f"<h2>{e(section[0])}</h2><pre>" + "\n".join(e(line) for line in section[1:]) + "</pre>")
+    return "".join(out)
 
 
 def _list(items) -> str:
@@ -304,6 +317,7 @@ def render(results: dict) -> str:
            if inputs.get("empty_rows") else "") + '</p>',
     ]
     parts += [pair_section(c, inputs) for c in comps]
+    parts.append(behaviour_section(results))
     parts.append(load_section(results))
     diags = diagnoses(results)
     if diags:

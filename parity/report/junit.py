@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from .behaviour import generation_lines, pipeline_lines
 from .common import environments, groups, labels_line, num, pair_name, source, stand_in, worst_row
 from .console import mismatch_message
 
@@ -44,6 +45,25 @@ def _properties(suite: ET.Element, props: dict) -> None:
     el = ET.SubElement(suite, "properties")
     for k, v in props.items():
         ET.SubElement(el, "property", {"name": _t(k), "value": _t(v if v is not None else "")})
+
+
+def _behaviour(root, results: dict) -> None:
+    """--generate / --pipeline: one suite each, one testcase per pair; its summary is the failure message."""
+    for part, lines in (("generation", generation_lines(results, verbose=True)),
+                        ("pipeline", pipeline_lines(results, verbose=True))):
+        if results.get(part) is None:
+            continue
+        suite = _suite(root, part, results, 0.0)
+        for entry in results[part]:
+            case = ET.SubElement(suite, "testcase", {"name": _t(f"{entry['reference']} vs {entry['candidate']}"),
+                                                     "classname": f"parity.{part}", "time": "0.000"})
+            text = entry.get("summary") or entry.get("error") or ""
+            if entry.get("skipped"):
+                ET.SubElement(case, "skipped", {"message": _t(text)})
+            elif not entry["passed"]:
+                fail = ET.SubElement(case, "failure", {"message": _t(text), "type": "ParityBehaviour"})
+                fail.text = _t("\n".join(lines))
+        _count(suite)
 
 
 def render(results: dict) -> str:
@@ -96,6 +116,7 @@ def render(results: dict) -> str:
             fail.text = _t("\n".join(f"{r['name']}: {mismatch_message(r)}" for r in failing))
         _count(suite)
 
+    _behaviour(root, results)
     for attr in ("tests", "failures", "errors", "skipped"):
         root.set(attr, str(sum(int(s.get(attr)) for s in root.findall("testsuite"))))
     root.set("time", f"{(results.get('seconds') or {}).get('total', 0.0):.3f}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..runners import registry
+from .behaviour import agreement_shown, generation_lines, pipeline_lines
 from .common import diagnoses, environments, labels_line, num, pair_name, source, stand_in, verdict_line
 from .console import mismatch_message
 
@@ -73,6 +74,12 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
                 cell(f.get("device") or "-")] for n, f in results["frameworks"].items()]
     lines += _folded("frameworks", _table(["framework", "status", "class", "weights", "device"], fw_rows),
                      len(fw_rows))
+    agree = [f"- {cell(pair_name(c))} `{cell(r['name'])}`: {cell(agreement_shown(r))}" for c in comps
+             for r in c["outputs"] if agreement_shown(r)]
+    lines += agree + ([""] if agree else [])
+    for section in (generation_lines(results), pipeline_lines(results)):
+        if section:
+            lines += [f"**{cell(section[0])}**", "", *[f"- {cell(line.strip())}" for line in section[1:]], ""]
     for title, diag in diagnoses(results):
         narrative = diag.get("narrative") or [str(diag)]
         lines += [f"**Diagnosis ({cell(title)})**: {cell(narrative[0])}", ""]

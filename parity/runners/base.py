@@ -214,6 +214,31 @@ class Runner:
         """The same batch with weights and activations upcast to float64 (the oracle)."""
         raise NotImplementedError(f"{self.framework} has no float64 oracle")
 
+    pipeline_framework = None  # transformers.pipeline's framework name; None: no pipelines (parity.pipelines)
+    generate_module = None  # the transformers module holding this framework's generate (generation.reads)
+
+    def generate(self, prompt: dict, fixed: dict) -> tuple:
+        """``model.generate`` on ``prompt`` with the model's generation config plus ``fixed`` (parity.generation):
+        (sequences, processed scores (steps, rows, vocab) or None when generate returns none, info)."""
+        import importlib
+
+        from .. import generation
+
+        info = {"loaded_config": generation.effective_config(self.model, fixed),
+                "reads": generation.reads(importlib.import_module(self.generate_module).__file__)}
+        gc = self.model.generation_config
+        eos = gc.eos_token_id[0] if isinstance(gc.eos_token_id, (list, tuple)) else gc.eos_token_id
+        info["pad_token_id"] = next((t for t in (gc.pad_token_id, eos, 0) if t is not None))
+        sequences, processed = self._generate_impl(prompt, fixed)
+        # TF's and Flax's generate replace a generation config marked _from_model_config with one rebuilt from
+        # config.json (on the model itself): what they generated with is read afterwards.
+        info["config"] = generation.effective_config(self.model, fixed)
+        info["scores"] = "processed" if processed is not None else None
+        return sequences, processed, info
+
+    def _generate_impl(self, prompt: dict, fixed: dict) -> tuple:
+        raise NotImplementedError(f"{self.framework} has no generate")
+
     def input_names(self) -> set:
         """Keyword inputs the model's forward accepts (to probe the defaults it fills in)."""
         import inspect

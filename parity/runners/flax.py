@@ -181,6 +181,19 @@ class FlaxRunner(Runner):
             out[name] = arr
         return out
 
+    generate_module = "transformers.generation.flax_utils"
+
+    def _generate_impl(self, prompt: dict, fixed: dict) -> tuple:
+        """Flax's generate returns sequences only (FlaxGreedySearchOutput, FlaxBeamSearchOutput's scores are
+        per sequence): no per-step scores."""
+        import jax
+        import numpy as np
+
+        with jax.default_device(self.device):
+            extra = {} if self.params is None else {"params": self.params}
+            out = self.model.generate(**{k: jax.numpy.asarray(v) for k, v in prompt.items()}, **fixed, **extra)
+        return np.asarray(out.sequences), None
+
     def _run_impl(self, arrays: dict) -> dict:
         from ..outputs import flatten  # numpy: kept out of the parent, which reads descriptors only
 

@@ -110,6 +110,20 @@ class TFRunner(Runner):
             out[name] = tf_to_pt_layout(w.numpy(), transpose.name)
         return out
 
+    pipeline_framework = "tf"  # transformers.pipeline(framework=...)
+    generate_module = "transformers.generation.tf_utils"
+
+    def _generate_impl(self, prompt: dict, fixed: dict) -> tuple:
+        import numpy as np
+        import tensorflow as tf
+
+        # TF's generate builds its own ids as int32 and concatenates them with the prompt's.
+        prompt = {k: v.astype(np.int32) if np.issubdtype(v.dtype, np.integer) else v for k, v in prompt.items()}
+        with tf.device(self.device):
+            out = self.model.generate(**{k: tf.constant(v) for k, v in prompt.items()}, **fixed,
+                                      return_dict_in_generate=True, output_scores=True)
+        return out.sequences.numpy(), np.stack([s.numpy() for s in out.scores])
+
     def _run_impl(self, arrays: dict) -> dict:
         from ..outputs import flatten  # numpy: kept out of the parent, which reads descriptors only
 

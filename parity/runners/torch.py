@@ -83,6 +83,18 @@ class TorchRunner(Runner):
     def save(self, folder: str) -> None:
         self.model.save_pretrained(folder, safe_serialization=True)
 
+    pipeline_framework = "pt"  # transformers.pipeline(framework=...)
+    generate_module = "transformers.generation.utils"
+
+    def _generate_impl(self, prompt: dict, fixed: dict) -> tuple:
+        import numpy as np
+        import torch
+
+        inputs = {k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in prompt.items()}
+        with torch.no_grad():
+            out = self.model.generate(**inputs, **fixed, return_dict_in_generate=True, output_scores=True)
+        return _to_numpy(out.sequences), np.stack([_to_numpy(s.float()) for s in out.scores])
+
     def _float_dtypes(self) -> set:
         return {str(t.dtype).replace("torch.", "") for t in self.model.state_dict().values() if t.is_floating_point()}
 
