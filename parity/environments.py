@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
@@ -50,16 +50,9 @@ class Environment:
     transformers: str | None = None                # its transformers package folder (parity.tasks reads it)
     unavailable: dict = field(default_factory=dict)  # framework key -> why it cannot run there
 
-    @property
-    def label(self) -> str:
-        return self.name or "local"
-
     def record(self) -> dict:
         """results.json's ``frameworks.<key>.environment``: where the worker ran, with what."""
         return {"name": self.name or None, "python": self.executable, "versions": dict(self.versions)}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def split(key: str) -> tuple[str, str]:
