@@ -66,6 +66,10 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     ckpt = Checkpoint.open(cfg.path, trust_remote_code=cfg.trust_remote_code)
     _check_max_length(ckpt.config, cfg.max_length)
     envs = environments.resolve(cfg.frameworks, cfg.envs)  # probes each --env interpreter: bad ones end here
+    if not cfg.inline:
+        from .pool import current
+
+        current()  # PARITY_POOL_SOCKET naming no server ends here, before any worker
     missing = {fw: why for fw in cfg.frameworks if (why := _unavailable(fw, envs))}
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference,
                                   min_frameworks=1 if baseline is not None else 2,

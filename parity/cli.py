@@ -313,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_support(sub)
     _add_baseline(sub)
+    from . import cli_pool
+
+    cli_pool.add(sub)
     return parser
 
 

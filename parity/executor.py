@@ -202,10 +202,26 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
     request.block_imports = blocked_packages(needed, spec)
     command = _worker_command(request, workdir / f"{fw}.convert.request.json")
     log_path = workdir / f"{fw}.convert.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env=child_env(device, needed, workdir))
     report_path = Path(request.report)
+    from .pool import current
+
+    kept = current()
+    if kept is not None and not spec.trust_remote_code:  # a kept worker converts (parity.pool)
+        worker = kept.submit(fw, workdir / f"{fw}.convert.request.json", log_path, child_env(device, needed, workdir),
+                             python, blocked=tuple(request.block_imports))
+        proc, ok = worker.proc, False
+        try:
+            while proc.poll() is None and not report_path.exists():
+                time.sleep(0.05)
+            ok = proc.poll() is None and WorkerReport.from_json(report_path.read_text()).status != "crashed"
+        finally:
+            if not ok:
+                _kill(proc)
+            kept.give_back(worker, ok)
+    else:
+        with open(log_path, "wb") as log:
+            proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env=child_env(device, needed, workdir))
     if not report_path.exists():
         last = _last_line(log_path)
         return FrameworkRun(fw, "crashed", error=f"worker died ({_signal_name(proc.returncode)})"
@@ -286,9 +302,11 @@ class _Workers:
                           report=str(w / f"{fw}.json"), block_imports=blocked_packages(needed, spec),
                           loaded=str(w / f"{fw}.loaded"))
         command = _worker_command(request, w / f"{fw}.request.json")
-        if self.pool is not None:  # a kept worker for this framework and environment (parity.pool)
+        # A kept worker for this framework and environment (parity.pool); never for remote code, whose
+        # modules a process keeps by name (transformers_modules.<folder>) once imported.
+        if self.pool is not None and not spec.trust_remote_code:
             self.pooled[fw] = self.pool.submit(fw, w / f"{fw}.request.json", w / f"{fw}.log", env,
-                                               request.python)
+                                               request.python, blocked=tuple(request.block_imports))
             self.procs[fw] = self.pooled[fw].proc
             self._pool_info[fw] = dict(self.pooled[fw].info)
         else:

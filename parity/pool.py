@@ -12,8 +12,11 @@ crashed, hung or ran past --timeout is killed by the executor, reported for its
 check and replaced at the next; one is retired after ``max_checks`` checks or when
 its resident memory is above ``max_rss_bytes`` (both recorded in results.json
 ``schedule.pool``). Users install a pool for a stretch of checks with
-``session()``: the pytest plugin (each xdist worker too), the matrix, the
-project's tests.
+``session()``: the pytest plugin, the matrix. Several processes (xdist workers,
+`parity check` commands of a CI script, the project's tests) share one pool kept
+by a server (pool_server.py): a process whose environment names it in
+``PARITY_POOL_SOCKET`` borrows its workers. At most ``max_idle`` workers wait at
+once; beyond that the least recently used one is stopped.
 """
 
 from __future__ import annotations
@@ -30,8 +33,18 @@ from pathlib import Path
 
 MAX_CHECKS = 50               # checks one worker serves before it is replaced by a fresh process
 MAX_RSS_BYTES = 4 << 30       # resident memory above which an idle worker is replaced
+MAX_IDLE = 8                  # idle workers kept at once (each holds its frameworks' imports, 0.3-1 GiB)
+SOCKET_ENV = "PARITY_POOL_SOCKET"  # a shared pool's server (pool_server.py) for every check of this process
 PER_REQUEST_ENV = ("TMPDIR", "PARITY_TEST_FAULT")  # sent with each request (the run's workdir, the test hook)
-VOLATILE_ENV = PER_REQUEST_ENV + ("PYTEST_CURRENT_TEST",)  # never part of a worker's key
+# Never part of a worker's key: they differ between the processes that share a pool, and no framework reads them.
+VOLATILE_ENV = PER_REQUEST_ENV + (SOCKET_ENV, "PARITY_POOL", "PWD", "OLDPWD", "SHLVL", "_")
+VOLATILE_PREFIXES = ("PYTEST_",)
+
+
+def worker_key(framework: str, python: str, env: dict) -> tuple:
+    """What makes two workers interchangeable: framework, interpreter, and the environment they start with."""
+    return (framework, python, tuple(sorted((k, v) for k, v in env.items()
+                                            if k not in VOLATILE_ENV and not k.startswith(VOLATILE_PREFIXES))))
 
 
 @dataclass
@@ -54,30 +67,39 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def check_limits(max_checks: int, max_rss_bytes: int, max_idle: int) -> None:
+    if max_checks < 1 or max_rss_bytes < 1 or max_idle < 0:
+        from .errors import UsageError
+
+        raise UsageError(f"pool limits must be positive (max checks {max_checks}, max RSS {max_rss_bytes}, "
+                         f"max idle {max_idle})", "give at least 1 check and 1 byte, and 0 or more idle workers")
+
+
 class Pool:
-    """Idle workers by key; ``submit`` hands a request to one (reused or fresh), ``give_back`` returns it."""
+    """Idle workers, least recently used first; ``submit`` hands a request to one (reused or fresh),
+    ``give_back`` returns it."""
 
-    def __init__(self, max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES):
-        if max_checks < 1 or max_rss_bytes < 1:
-            from .errors import UsageError
-
-            raise UsageError(f"pool limits must be positive (max checks {max_checks}, max RSS {max_rss_bytes})",
-                             "give at least 1 check and 1 byte")
-        self.max_checks, self.max_rss_bytes = max_checks, max_rss_bytes
+    def __init__(self, max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES, max_idle: int = MAX_IDLE):
+        check_limits(max_checks, max_rss_bytes, max_idle)
+        self.max_checks, self.max_rss_bytes, self.max_idle = max_checks, max_rss_bytes, max_idle
         self.dir = Path(tempfile.mkdtemp(prefix="parity-pool-"))
-        self.idle: dict[tuple, PooledWorker] = {}
+        self.idle: list[PooledWorker] = []
         self.why_next: dict[tuple, str] = {}  # key -> why its next worker is fresh (crashed, recycled ...)
         self.spawned = 0
 
     def settings(self) -> dict:
-        return {"max_checks": self.max_checks, "max_rss_bytes": self.max_rss_bytes}
+        return {"max_checks": self.max_checks, "max_rss_bytes": self.max_rss_bytes, "max_idle": self.max_idle}
 
-    def submit(self, framework: str, request: Path, log: Path, env: dict, python: str | None = None) -> PooledWorker:
-        """Send ``request`` to a worker for (framework, interpreter, environment); ``log`` gets its output."""
+    def submit(self, framework: str, request: Path, log: Path, env: dict, python: str | None = None,
+               cwd: str | None = None, blocked: tuple = ()) -> PooledWorker:
+        """Send ``request`` to a worker for (framework, interpreter, environment, modules it blocks); ``log``
+        gets its output. The worker serves it in ``cwd`` (the submitting process's: a request's paths may be
+        relative). What a worker blocks stays blocked (transformers reads what is importable once), so a
+        request that may import scipy never goes to a worker that blocked it."""
         python = python or sys.executable
-        key = (framework, python, tuple(sorted((k, v) for k, v in env.items() if k not in VOLATILE_ENV)))
+        key = worker_key(framework, python, env) + (tuple(sorted(blocked)),)
         worker = self._take(key)
-        line = json.dumps({"request": str(request), "log": str(log),
+        line = json.dumps({"request": str(request), "log": str(log), "cwd": cwd or os.getcwd(),
                            "env": {k: env.get(k, "") for k in PER_REQUEST_ENV}}) + "\n"
         try:
             worker.proc.stdin.write(line)
@@ -85,14 +107,15 @@ class Pool:
         except (BrokenPipeError, OSError):  # died while idle: a fresh one takes the request
             self._retire(worker)
             self.why_next[key] = "died while idle"
-            return self.submit(framework, request, log, env, python)
+            return self.submit(framework, request, log, env, python, cwd, blocked)
         worker.checks += 1
         worker.info = {"pid": worker.proc.pid, "check": worker.checks, "fresh_because": worker.fresh_because}
         worker.fresh_because = None
         return worker
 
     def _take(self, key: tuple) -> PooledWorker:
-        worker = self.idle.pop(key, None)
+        at = next((i for i in range(len(self.idle) - 1, -1, -1) if self.idle[i].key == key), None)
+        worker = self.idle.pop(at) if at is not None else None
         if worker is not None and worker.proc.poll() is not None:
             self._retire(worker)
             self.why_next[key], worker = "died while idle", None
@@ -102,7 +125,7 @@ class Pool:
         return worker or self._spawn(key)
 
     def _spawn(self, key: tuple) -> PooledWorker:
-        framework, python, env = key
+        framework, python, env, _ = key
         self.spawned += 1
         env = {**dict(env), "TMPDIR": str(self.dir)}
         with open(self.dir / f"{framework}-{self.spawned}.log", "wb") as log:
@@ -119,10 +142,12 @@ class Pool:
         elif worker.checks >= self.max_checks:
             self._retire(worker)
             self.why_next[worker.key] = f"recycled after {worker.checks} checks"
-        elif worker.key in self.idle:  # two runs wanted one key at once: keep one
-            self._retire(worker)
         else:
-            self.idle[worker.key] = worker
+            self.idle.append(worker)
+            while len(self.idle) > self.max_idle:  # the least recently used goes
+                oldest = self.idle.pop(0)
+                self._retire(oldest)
+                self.why_next[oldest.key] = f"stopped when idle: at most {self.max_idle} idle workers are kept"
 
     def _retire(self, worker: PooledWorker) -> None:
         from .executor import _kill
@@ -134,17 +159,25 @@ class Pool:
         _kill(worker.proc)
 
     def close(self) -> None:
-        for worker in self.idle.values():
+        for worker in self.idle:
             self._retire(worker)
         self.idle.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-_current: Pool | None = None
+_UNSET = object()
+_current = _UNSET
 
 
-def current() -> Pool | None:
-    """The pool checks in this process use now (None: a fresh worker per framework and check)."""
+def current():
+    """The pool checks in this process use now: the one installed with ``use``, else the shared pool
+    named by PARITY_POOL_SOCKET (pool_server.py), else None (a fresh worker per framework and check)."""
+    if _current is _UNSET:
+        if os.environ.get(SOCKET_ENV) and enabled_by_env():
+            from .pool_server import client
+
+            return client(os.environ[SOCKET_ENV])
+        return None
     return _current
 
 
@@ -160,9 +193,9 @@ def use(pool: Pool | None):
 
 
 @contextmanager
-def session(max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES):
+def session(max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES, max_idle: int = MAX_IDLE):
     """Checks run inside share one pool; its workers end with the block."""
-    made = Pool(max_checks, max_rss_bytes)
+    made = Pool(max_checks, max_rss_bytes, max_idle)
     try:
         with use(made):
             yield made
@@ -172,7 +205,7 @@ def session(max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES):
 
 def idle_pids() -> list[int]:
     """Pids of the current pool's idle workers (tests, the bench's memory figure)."""
-    return [w.proc.pid for w in _current.idle.values()] if _current is not None else []
+    return [w.proc.pid for w in _current.idle] if isinstance(_current, Pool) else []
 
 
 def enabled_by_env(default: bool = True) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from .atomic import write_atomic
-from .pool import MAX_CHECKS, MAX_RSS_BYTES, Pool, enabled_by_env
+from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, SOCKET_ENV, Pool, enabled_by_env
 
 MARKER_KEYS = {"checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file", "batch_size",
                "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances", "inline", "baseline"}
@@ -41,11 +41,14 @@ def pytest_addoption(parser):
     g.addoption("--parity-shard", metavar="I/N", help="run shard I of N (1-based): every check's pair items "
                 "stay in one shard, and N shards together run every test once (CI matrices)")
     g.addoption("--parity-no-pool", action="store_true", help="a fresh worker per framework and check "
-                "(default: this process keeps one worker per framework between checks, parity.pool)")
+                "(default: one worker per framework and environment is kept between checks, parity.pool; "
+                "under xdist every worker of the run shares one pool on its machine)")
     g.addoption("--parity-pool-max-checks", metavar="N", type=int, default=None,
                 help="checks one kept worker serves before it is replaced (default 50)")
     g.addoption("--parity-pool-max-rss", metavar="MIB", type=int, default=None,
                 help="resident memory (MiB) above which an idle kept worker is replaced (default 4096)")
+    g.addoption("--parity-pool-max-idle", metavar="N", type=int, default=None,
+                help=f"idle kept workers at most; the least recently used beyond it stops (default {MAX_IDLE})")
 
 
 def pytest_configure(config):
@@ -201,9 +204,18 @@ def _session_pool(config, inline: bool):
     if inline or config.getoption("parity_no_pool") or not enabled_by_env():
         return None
     if _POOL not in config.stash:
-        mib = config.getoption("parity_pool_max_rss")
-        config.stash[_POOL] = Pool(config.getoption("parity_pool_max_checks") or MAX_CHECKS,
-                                   mib << 20 if mib else MAX_RSS_BYTES)
+        mib, idle = config.getoption("parity_pool_max_rss"), config.getoption("parity_pool_max_idle")
+        limits = {"max_checks": config.getoption("parity_pool_max_checks") or MAX_CHECKS,
+                  "max_rss_bytes": mib << 20 if mib else MAX_RSS_BYTES, "max_idle": MAX_IDLE if idle is None else idle}
+        from . import pool_server
+
+        if os.environ.get(SOCKET_ENV):  # a pool shared already (`parity pool start`, an outer run)
+            config.stash[_POOL] = pool_server.client(os.environ[SOCKET_ENV])
+        elif hasattr(config, "workerinput"):  # an xdist worker: one pool for every worker of the run here
+            path = pool_server.for_run(config.workerinput["testrunuid"], os.getppid(), **limits)
+            config.stash[_POOL] = pool_server.client(path)
+        else:
+            config.stash[_POOL] = Pool(**limits)
     return config.stash[_POOL]
 
 
@@ -341,8 +353,9 @@ def pytest_sessionfinish(session):
     On an xdist worker, local or on another machine: hand this worker's entries and
     results files to the controller (``workeroutput``, see pytest_testnodedown)."""
     config = session.config
-    if _POOL in config.stash:
-        config.stash[_POOL].close()
+    if _POOL in config.stash:  # this process's own pool ends; a shared one ends with its run
+        if isinstance(config.stash[_POOL], Pool):
+            config.stash[_POOL].close()
         del config.stash[_POOL]
     root = config.getoption("parity_report_dir")
     if hasattr(config, "workerinput"):

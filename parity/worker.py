@@ -279,7 +279,7 @@ def serve_file(path: Path, cpu_before: float = 0.0) -> WorkerReport:
 
 
 def serve_loop(lines) -> None:
-    """A pooled worker (parity.pool): one request per line, ``{"request", "log", "env"}`` (JSON).
+    """A pooled worker (parity.pool): one request per line, ``{"request", "log", "cwd", "env"}`` (JSON).
 
     Each request's output goes to its own log (the parent reads its last line after a crash),
     and ``env`` sets the variables that change from check to check (the run's TMPDIR, the test
@@ -294,6 +294,10 @@ def serve_loop(lines) -> None:
     for line in lines:
         job = json.loads(line)
         os.environ.update(job.get("env", {}))
+        try:  # the submitting process's folder: a request's paths may be relative to it
+            os.chdir(job.get("cwd") or ".")
+        except OSError:
+            pass
         tempfile.tempdir = None  # TMPDIR is read again
         times = os.times()
         with _output_to(job["log"]):

@@ -18,20 +18,32 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests convert for real unless they ask for the conversion cache (tests/test_conversion_cache.py).
 os.environ["PARITY_CACHE_DIR"] = "off"
+# Idle workers the tests' shared pool keeps: pt, tf, flax and their conversion-keyed twins, KerasHub's
+# three backends, pt@v5 (each 0.3-1 GiB idle).
+TEST_POOL_IDLE = 10
 
 
 @pytest.fixture(scope="session", autouse=True)
-def worker_pool():
-    """With PARITY_TEST_POOL=1, the in-process checks of one test process share kept framework workers
-    (parity.pool: imports paid once per framework and environment, per xdist worker); otherwise each
-    check starts fresh workers, as users' single checks do."""
-    if os.environ.get("PARITY_TEST_POOL") != "1":
+def worker_pool(request):
+    """Every check of this test run, in this process or through the CLI in a subprocess, borrows its
+    framework workers from one pool (parity.pool_server, shared by the run's xdist workers through
+    PARITY_POOL_SOCKET): imports are paid once per framework and environment, not per check.
+    tests/test_pool.py proves a kept worker gives a fresh one's bits. PARITY_TEST_POOL=0: a fresh
+    worker per framework and check, as a user's single `parity check` gets."""
+    if os.environ.get("PARITY_TEST_POOL", "1") == "0":
         yield None
         return
-    from parity import pool
+    from parity import pool, pool_server
 
-    with pool.session() as kept:
-        yield kept
+    config = request.config
+    if hasattr(config, "workerinput"):  # xdist: the run's id, and the controller to outlive
+        run, watch = config.workerinput["testrunuid"], os.getppid()
+    else:
+        run, watch = f"{os.getpid()}-{os.urandom(4).hex()}", os.getpid()
+    # No idle end: between this process's own checks only CLI subprocesses may be connected.
+    os.environ[pool.SOCKET_ENV] = path = pool_server.for_run(run, watch, idle_exit=None, max_idle=TEST_POOL_IDLE)
+    yield path
+    os.environ.pop(pool.SOCKET_ENV, None)
 
 
 def _build_key() -> str:

@@ -28,7 +28,8 @@ ALL = "pt,tf,flax"
 
 def _start(args, tmp: Path, fault: str | None = None) -> subprocess.Popen:
     (tmp / "tmpdir").mkdir(exist_ok=True)
-    env = {**os.environ, "TMPDIR": str(tmp / "tmpdir")}
+    # A user's single check: fresh workers, none outlives the run (faults under kept workers: test_pool*.py)
+    env = {**os.environ, "TMPDIR": str(tmp / "tmpdir"), "PARITY_POOL": "0"}
     env.pop("PARITY_TEST_FAULT", None)
     if fault:
         env["PARITY_TEST_FAULT"] = fault

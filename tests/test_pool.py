@@ -81,7 +81,7 @@ def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, mon
         _same_bits(fresh_out, after_out, ["pt", "tf", "flax"])
         assert set(w["pid"] for w in served.values()) < set(pool.idle_pids())  # and bert-tf's pt and flax
         pids = pool.idle_pids()
-    assert p.idle == {} and not p.dir.exists()
+    assert p.idle == [] and not p.dir.exists()
     assert not [pid for pid in pids if _alive(pid)]  # the session's end stops its workers
 
 

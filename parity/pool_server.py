@@ -1,0 +1,374 @@
+"""One worker pool for several processes: a server keeps the workers, checks elsewhere borrow them.
+
+``parity pool start`` (a CI script's many ``parity check`` commands), the pytest
+plugin under xdist (one pool for every xdist worker of a run) and this project's
+tests start ``python -m parity.pool_server SOCKET``. A process whose environment
+has PARITY_POOL_SOCKET=SOCKET sends each framework request there: the server
+hands it to an idle worker of the same key (pool.Pool) or starts one, and the
+client watches and reads that worker as it would its own (the report and output
+files; the pid for a kill). Only "still running?", "kill it" and "take it back"
+go over the socket: one JSON line per call and per answer, on a Unix socket only
+this user can open.
+
+The server is one thread: a worker's PR_SET_PDEATHSIG fires when the *thread*
+that started it ends, and every call takes milliseconds. A client that goes away
+while it holds workers (killed mid-check) has them killed, since they may be
+part-way through its request; the server ends on ``stop``, SIGTERM, when the
+process it watches ends, or after a while with no client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ParityError, UsageError
+from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, SOCKET_ENV, Pool, PooledWorker, rss_bytes
+
+VERSION = 1           # of the calls below; a client and a server must agree
+START_WAIT_S = 30.0   # how long `start` waits for a new server to answer
+RUN_IDLE_EXIT_S = 60  # a pool shared by one pytest run ends this long after its last client left
+
+
+class Server:
+    """The pool and the workers lent out, served to clients over ``path``."""
+
+    def __init__(self, path: str, pool: Pool, watch_pid: int | None = None, idle_exit: float | None = None):
+        self.path, self.pool, self.watch_pid, self.idle_exit = path, pool, watch_pid, idle_exit
+        self.lent: dict[int, tuple[socket.socket, PooledWorker]] = {}
+        self.procs: dict[int, subprocess.Popen] = {}  # every worker started: polled and killed by pid
+        self.buffers: dict[socket.socket, bytes] = {}
+        self.running = True
+        self.alone_since = time.monotonic()
+
+    def run(self) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_mask = os.umask(0o177)  # the socket: this user only
+        try:
+            listener.bind(self.path)
+        finally:
+            os.umask(old_mask)
+        listener.listen(64)
+        sel = selectors.DefaultSelector()
+        sel.register(listener, selectors.EVENT_READ)
+        try:
+            while self.running:
+                for key, _ in sel.select(timeout=0.5):
+                    if key.fileobj is listener:
+                        conn, _ = listener.accept()
+                        sel.register(conn, selectors.EVENT_READ)
+                        self.buffers[conn] = b""
+                    else:
+                        self._read(sel, key.fileobj)
+                self._should_end()
+        finally:
+            for conn in list(self.buffers):
+                self._drop(sel, conn)
+            self.pool.close()
+            listener.close()
+            for leftover in (self.path, self.path + ".lock", self.path + ".log"):  # a clean end leaves nothing
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
+            if Path(self.path).parent.name.startswith("parity-pool-"):  # the folder `start` made
+                try:
+                    Path(self.path).parent.rmdir()
+                except OSError:
+                    pass
+
+    def _should_end(self) -> None:
+        if self.watch_pid is not None and not _alive(self.watch_pid):
+            self.running = False
+        if self.buffers:
+            self.alone_since = time.monotonic()
+        elif self.idle_exit is not None and time.monotonic() - self.alone_since > self.idle_exit:
+            self.running = False
+
+    def _read(self, sel, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sel, conn)
+            return
+        self.buffers[conn] += data
+        while b"\n" in self.buffers[conn]:
+            line, self.buffers[conn] = self.buffers[conn].split(b"\n", 1)
+            try:
+                answer = self._call(conn, json.loads(line))
+            except Exception as e:  # a bad call fails that call, not the server
+                answer = {"error": f"{type(e).__name__}: {e}"}
+            try:
+                conn.sendall((json.dumps(answer) + "\n").encode())
+            except OSError:
+                self._drop(sel, conn)
+                return
+
+    def _call(self, conn, msg: dict) -> dict:
+        op = msg["op"]
+        if op == "hello":
+            return {"version": VERSION, "settings": self.pool.settings(), "pid": os.getpid()}
+        if op == "submit":
+            worker = self.pool.submit(msg["framework"], Path(msg["request"]), Path(msg["log"]), msg["env"],
+                                      msg["python"], msg["cwd"], tuple(msg.get("blocked", ())))
+            self.lent[worker.proc.pid] = (conn, worker)
+            self.procs[worker.proc.pid] = worker.proc
+            return {"pid": worker.proc.pid, "info": worker.info}
+        if op in ("poll", "kill"):
+            proc = self.procs[msg["pid"]]
+            if op == "kill":
+                from .executor import _kill
+
+                _kill(proc)
+            return {"returncode": proc.poll()}
+        if op == "give_back":
+            _, worker = self.lent.pop(msg["pid"])
+            self.pool.give_back(worker, bool(msg["ok"]))
+            self._forget_ended()
+            return {}
+        if op == "status":
+            return self.status()
+        if op == "stop":
+            self.running = False
+            return {}
+        raise ValueError(f"unknown call {op!r}")
+
+    def status(self) -> dict:
+        return {"settings": self.pool.settings(), "pid": os.getpid(), "clients": len(self.buffers),
+                "started": self.pool.spawned, "lent": len(self.lent),
+                "idle": [{"framework": w.key[0], "python": w.key[1], "pid": w.proc.pid, "checks": w.checks,
+                          "rss_bytes": rss_bytes(w.proc.pid)} for w in self.pool.idle]}
+
+    def _forget_ended(self) -> None:
+        for pid in [pid for pid, proc in self.procs.items() if pid not in self.lent and proc.poll() is not None]:
+            del self.procs[pid]
+
+    def _drop(self, sel, conn: socket.socket) -> None:
+        """A client left: workers it still held may be part-way through its request; they go."""
+        sel.unregister(conn)
+        conn.close()
+        self.buffers.pop(conn, None)
+        for pid, (holder, worker) in list(self.lent.items()):
+            if holder is conn:
+                del self.lent[pid]
+                self.pool.give_back(worker, False)
+                self.pool.why_next[worker.key] = "the process that held the last one ended during its check"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:  # a zombie has ended too
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+# ---- the client side ----------------------------------------------------------------------------------------
+
+@dataclass
+class Borrowed:
+    """A worker lent by the server: what the executor reads of a pooled worker."""
+
+    proc: "RemoteProc"
+    info: dict
+
+
+class RemoteProc:
+    """The part of subprocess.Popen the executor uses, for a worker the server started."""
+
+    def __init__(self, pool: "SharedPool", pid: int):
+        self.pool, self.pid, self.returncode = pool, pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            self.returncode = self.pool.call("poll", pid=self.pid)["returncode"]
+        return self.returncode
+
+    def wait(self, timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pooled worker {self.pid}", timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def kill(self) -> None:
+        self.returncode = self.pool.call("kill", pid=self.pid)["returncode"]
+
+
+class PoolGone(ParityError):
+    """The server stopped answering during a check."""
+
+
+class SharedPool:
+    """This process's connection to a pool server (pool.Pool's interface for the executor)."""
+
+    def __init__(self, path: str):
+        self.path, self.pid = path, os.getpid()
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(path)
+        except OSError as e:
+            self.sock.close()
+            raise UsageError(f"no parity pool answers at {path} ({e.strerror or e})",
+                             f"start one with `parity pool start`, or unset {SOCKET_ENV}") from None
+        self.reader = self.sock.makefile("rb")
+        hello = self.call("hello")
+        if hello.get("version") != VERSION:
+            raise UsageError(f"the parity pool at {path} speaks version {hello.get('version')}, this parity "
+                             f"{VERSION}", "start a pool with this parity's `parity pool start`")
+        self.server_pid, self._settings = hello["pid"], hello["settings"]
+
+    def call(self, op: str, **args) -> dict:
+        with self.lock:
+            try:
+                self.sock.sendall((json.dumps({"op": op, **args}) + "\n").encode())
+                line = self.reader.readline()
+            except OSError:
+                line = b""
+        if not line:
+            raise PoolGone(f"the parity pool at {self.path} stopped answering",
+                           f"start it again with `parity pool start`, or unset {SOCKET_ENV}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"parity pool at {self.path}: {answer['error']}")
+        return answer
+
+    def settings(self) -> dict:
+        return {**self._settings, "shared": self.path}
+
+    def submit(self, framework: str, request: Path, log: Path, env: dict, python: str | None = None,
+               cwd: str | None = None, blocked: tuple = ()) -> Borrowed:
+        answer = self.call("submit", framework=framework, request=str(request), log=str(log), env=dict(env),
+                           python=python or sys.executable, cwd=cwd or os.getcwd(), blocked=list(blocked))
+        return Borrowed(RemoteProc(self, answer["pid"]), answer["info"])
+
+    def give_back(self, worker: Borrowed, ok: bool) -> None:
+        self.call("give_back", pid=worker.proc.pid, ok=bool(ok))
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+_clients: dict[str, SharedPool] = {}
+
+
+def client(path: str) -> SharedPool:
+    """This process's connection to the server at ``path``, made at its first check."""
+    made = _clients.get(path)
+    if made is None or made.pid != os.getpid():  # a fork does not share the parent's connection
+        made = _clients[path] = SharedPool(path)
+    return made
+
+
+def answers(path: str) -> bool:
+    try:
+        probe = SharedPool(path)
+    except ParityError:
+        return False
+    probe.close()
+    return True
+
+
+def start(path: str | None = None, *, max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES,
+          max_idle: int = MAX_IDLE, watch_pid: int | None = None, idle_exit: float | None = None) -> str:
+    """Start a server in its own session (it outlives this process) and return its socket once it answers."""
+    from .pool import check_limits
+
+    check_limits(max_checks, max_rss_bytes, max_idle)
+    path = path or str(Path(tempfile.mkdtemp(prefix="parity-pool-")) / "socket")
+    if answers(path):
+        raise UsageError(f"a parity pool already answers at {path}",
+                         "stop it with `parity pool stop`, or give another --socket")
+    if len(path.encode()) > 100:
+        raise UsageError(f"the socket path {path} is longer than a Unix socket allows (100 bytes)",
+                         "give a shorter --socket")
+    if os.path.exists(path):  # a socket left by a server that was killed
+        os.unlink(path)
+    cmd = [sys.executable, "-m", "parity.pool_server", path, "--max-checks", str(max_checks),
+           "--max-rss-bytes", str(max_rss_bytes), "--max-idle", str(max_idle)]
+    cmd += ["--watch-pid", str(watch_pid)] if watch_pid else []
+    cmd += ["--idle-exit", str(idle_exit)] if idle_exit is not None else []
+    with open(path + ".log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + START_WAIT_S
+    while not answers(path):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            tail = Path(path + ".log").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise UsageError(f"the parity pool did not start at {path}: {tail[0]}",
+                             "see the log beside the socket (.log)")
+        time.sleep(0.05)
+    return path
+
+
+def stop(path: str, wait: float = 10.0) -> None:
+    """Ask the server at ``path`` to stop its workers and end; returns once its socket is gone."""
+    pool = SharedPool(path)
+    try:
+        pool.call("stop")
+    finally:
+        pool.close()
+    deadline = time.monotonic() + wait
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def for_run(run_id: str, watch_pid: int, idle_exit: float | None = RUN_IDLE_EXIT_S, **limits) -> str:
+    """The server every process of one test run shares (xdist workers): the first to ask starts it.
+
+    It ends with ``watch_pid`` (the run's controlling process), or ``idle_exit`` seconds after its
+    last client left (a run on another machine, whose controller it cannot see)."""
+    path = str(Path(tempfile.gettempdir()) / f"parity-pool-{run_id[:24]}.sock")
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not answers(path):
+            start(path, watch_pid=watch_pid, idle_exit=idle_exit, **limits)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m parity.pool_server", description=__doc__.split("\n")[0])
+    p.add_argument("socket")
+    p.add_argument("--max-checks", type=int, default=MAX_CHECKS)
+    p.add_argument("--max-rss-bytes", type=int, default=MAX_RSS_BYTES)
+    p.add_argument("--max-idle", type=int, default=MAX_IDLE)
+    p.add_argument("--watch-pid", type=int, help="end when this process has ended")
+    p.add_argument("--idle-exit", type=float, help="end after this many seconds without a client")
+    args = p.parse_args(argv)
+    server = Server(args.socket, Pool(args.max_checks, args.max_rss_bytes, args.max_idle), args.watch_pid,
+                    args.idle_exit)
+
+    def end(*_):
+        server.running = False
+
+    signal.signal(signal.SIGTERM, end)
+    signal.signal(signal.SIGINT, end)
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""One pool shared by several processes (parity.pool_server): `parity pool start|status|stop` and
+PARITY_POOL_SOCKET, as a CI script's many `parity check` commands use them.
+
+Each test starts a server of its own (not the test run's shared one) and stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from parity import pool_server
+from parity.pool import SOCKET_ENV
+
+pytestmark = pytest.mark.slow
+
+
+def _served(report_dir: Path) -> dict:
+    return json.loads((report_dir / "results.json").read_text())["schedule"]["pool"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.fixture
+def own_pool(cli, tmp_path):
+    """A server started with `parity pool start --max-idle 2`; its socket, stopped at the end."""
+    sock = tmp_path / "p.sock"
+    r = cli("pool", "start", "--socket", sock, "--max-idle", "2")
+    assert r.code == 0 and r.out == f"export {SOCKET_ENV}={sock}\n", (r.code, r.out, r.err)
+    yield str(sock)
+    if pool_server.answers(str(sock)):
+        pool_server.stop(str(sock))
+
+
+def test_checks_in_separate_commands_share_the_servers_workers(cli, tiny, tmp_path, own_pool):
+    env = {SOCKET_ENV: own_pool}
+    runs = []
+    for i, frameworks in enumerate(["pt,flax", "pt,flax", "pt,tf,flax", "pt,tf,flax"]):
+        r = cli("check", tiny / "bert-pt", "--frameworks", frameworks, "--report-dir", tmp_path / f"r{i}", env=env)
+        assert r.code == 0, r.err
+        runs.append(_served(tmp_path / f"r{i}"))
+    assert {r["shared"] for r in runs} == {own_pool} and runs[0]["max_idle"] == 2
+    first, second = runs[0]["workers"], runs[1]["workers"]
+    assert {fw: w["check"] for fw, w in second.items()} == {"pt": 2, "flax": 2}  # another process, same workers
+    assert {fw: w["pid"] for fw, w in second.items()} == {fw: w["pid"] for fw, w in first.items()}
+    # The third check gave three workers back to a pool that keeps two idle: the least recently used stopped,
+    # and the fourth check says why its worker is fresh.
+    fourth = runs[3]["workers"]
+    fresh = {fw: w["fresh_because"] for fw, w in fourth.items() if w["fresh_because"]}
+    assert list(fresh.values()) == ["stopped when idle: at most 2 idle workers are kept"], fourth
+    assert all(w["check"] > 1 for fw, w in fourth.items() if fw not in fresh)
+
+    status = cli("pool", "status", env=env)
+    assert status.code == 0 and "2 idle" in status.out.splitlines()[0], status.out
+    idle = [line.split() for line in status.out.splitlines()[1:]]
+    assert len(idle) == 2 and {line[0] for line in idle} <= {"pt", "tf", "flax"}, status.out
+    pids = [int(line[2]) for line in idle]
+
+    stopped = cli("pool", "stop", env=env)
+    assert stopped.code == 0 and stopped.out == f"stopped the parity pool at {own_pool}\n"
+    assert not Path(own_pool).exists()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if _alive(pid)]  # the server's end stops its workers
+
+
+def test_a_command_killed_mid_check_has_its_workers_stopped(tiny, tmp_path, own_pool):
+    env = {**os.environ, SOCKET_ENV: own_pool, "PARITY_TEST_FAULT": "tf:hang"}
+    proc = subprocess.Popen([sys.executable, "-m", "parity", "check", str(tiny / "bert-pt"), "--report-dir",
+                             str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = pool_server.SharedPool(own_pool)
+    try:
+        deadline = time.monotonic() + 300
+        while probe.call("status")["lent"] < 3:  # pt, tf (hanging) and flax are this command's
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.kill()
+        proc.wait()
+        while probe.call("status")["lent"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        probe.close()
+    env.pop("PARITY_TEST_FAULT")
+    after = subprocess.run([sys.executable, "-m", "parity", "check", str(tiny / "bert-pt"), "--report-dir",
+                            str(tmp_path / "after")], env=env, capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr
+    workers = _served(tmp_path / "after")["workers"]
+    assert {w["fresh_because"] for w in workers.values()} == \
+        {"the process that held the last one ended during its check"}, workers
+
+
+def test_a_pool_that_does_not_answer_is_one_line_and_exit_2(cli, tiny, tmp_path):
+    gone = tmp_path / "gone.sock"
+    r = cli("check", tiny / "bert-pt", env={SOCKET_ENV: str(gone)})
+    assert r.code == 2 and r.out == "" and "Traceback" not in r.err, r.err
+    assert r.err.startswith(f"parity: error: no parity pool answers at {gone}") and len(r.err.splitlines()) == 1
+    assert f"Note: start one with `parity pool start`, or unset {SOCKET_ENV}" in r.err
+    assert not r.report_dir.exists()  # nothing written, no worker started
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pool", "status"], f"no pool named: {SOCKET_ENV} is not set. Note: pass --socket PATH"),
+    (["pool", "stop"], f"no pool named: {SOCKET_ENV} is not set. Note: pass --socket PATH"),
+    (["pool", "start", "--max-checks", "0"], "pool limits must be positive (max checks 0"),
+    (["pool", "start", "--max-idle", "x"], "argument --max-idle: invalid int value: 'x'"),
+    (["pool", "restart"], "argument action: invalid choice: 'restart'"),
+])
+def test_bad_pool_commands_are_one_line_and_exit_2(cli, args, message):
+    r = cli(*args, env={SOCKET_ENV: ""})
+    assert r.code == 2 and r.out == "" and len(r.err.splitlines()) == 1, (r.code, r.out, r.err)
+    assert r.err.startswith("parity: error: ") and message in r.err, r.err
+
+
+def test_starting_a_second_server_on_a_live_socket_is_refused(cli, own_pool):
+    r = cli("pool", "start", "--socket", own_pool)
+    assert r.code == 2 and r.err.startswith(f"parity: error: a parity pool already answers at {own_pool}"), r.err
+    assert pool_server.answers(own_pool)  # the first one still serves
+
+
+def test_the_server_ends_with_the_process_it_watches(tmp_path):
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        path = pool_server.start(str(tmp_path / "w.sock"), watch_pid=watched.pid)
+        assert pool_server.answers(path)
+    finally:
+        watched.send_signal(signal.SIGKILL)
+        watched.wait()
+    deadline = time.monotonic() + 10
+    while Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(path).exists() and not pool_server.answers(path)
