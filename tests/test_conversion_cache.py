@@ -9,8 +9,9 @@ from parity import conversion_cache as cache
 
 
 def _checks(cli, tmp_path, folder, frameworks, *runs):
-    """One `parity check` per item of ``runs`` (extra arguments), all sharing one cache under tmp_path."""
-    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
+    """One `parity check` per item of ``runs`` (extra arguments), all sharing one cache under tmp_path; fresh
+    workers each (PARITY_POOL=0): what a new process finds on disk is the subject, not a kept worker's memory."""
+    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache"), "PARITY_POOL": "0"}
     args = ("check", folder, "--frameworks", frameworks)
     results = [cli(*args, "--report-dir", tmp_path / f"r{i}", *extra, env=env) for i, extra in enumerate(runs)]
     assert all(r.code == 0 for r in results), [r.err for r in results]
@@ -19,7 +20,7 @@ def _checks(cli, tmp_path, folder, frameworks, *runs):
 
 @pytest.mark.slow
 def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path):
-    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache")}
+    env = {"PARITY_CACHE_DIR": str(tmp_path / "cache"), "PARITY_POOL": "0"}
     args = ("check", tiny / "bert-pt-bin", "--frameworks", "pt,tf")  # .bin: TF converts through torch
     first, second = _checks(cli, tmp_path, tiny / "bert-pt-bin", "pt,tf", (), ())
     tf1, tf2 = first.results["frameworks"]["tf"], second.results["frameworks"]["tf"]

@@ -118,10 +118,12 @@ def test_minilm_passes_in_all_three_frameworks(cli, minilm):
     env = res["environment"]["versions"]
     assert env["transformers"].startswith("4.57") and env["torch"] and env["tensorflow"] and env["flax"]
     assert len(res["checkpoint"]["fingerprint"]) == 64
+    kept = res["schedule"].get("pool", {}).get("workers", {})  # the tests' shared pool (conftest.py)
     for fw in ("pt", "tf", "flax"):  # the import is its own stage, apart from reading the weights
         sec = res["frameworks"][fw]["seconds"]
         assert 0 < sec["import"] and 0 < sec["load"] and sec["import"] + sec["load"] + sec["run"] <= sec["total"]
-        assert sec["cpu"] > 1.0  # the worker's own CPU time: at least its framework's import
+        # the worker's own CPU time: a fresh one's includes its framework's import; a kept one imported before
+        assert sec["cpu"] > (1.0 if kept.get(fw, {"check": 1})["check"] == 1 else 0), (sec, kept.get(fw))
     assert 0 < res["seconds"]["cpu"] < res["seconds"]["total"] * 2
 
 
