@@ -190,7 +190,7 @@ def _worker_command(request: WorkerRequest, path: Path) -> list[str]:
 
 
 def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inline: bool = False,
-                   device: str = "auto", python: str | None = None) -> FrameworkRun:
+                   device: str = "auto", python: str | None = None, extra_env: dict | None = None) -> FrameworkRun:
     """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``."""
     request = WorkerRequest(fw, spec, save_to=str(save_to), python=python)
     if inline:
@@ -207,8 +207,9 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
 
     kept = current()
     if kept is not None and not spec.trust_remote_code:  # a kept worker converts (parity.pool)
-        worker = kept.submit(fw, workdir / f"{fw}.convert.request.json", log_path, child_env(device, needed, workdir),
-                             python, blocked=tuple(request.block_imports))
+        env = {**child_env(device, needed, workdir), **(extra_env or {})}
+        worker = kept.submit(fw, workdir / f"{fw}.convert.request.json", log_path, env, python,
+                             blocked=tuple(request.block_imports))
         proc, ok = worker.proc, False
         try:
             while proc.poll() is None and not report_path.exists():
@@ -221,7 +222,7 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
     else:
         with open(log_path, "wb") as log:
             proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env=child_env(device, needed, workdir))
+                                  env={**child_env(device, needed, workdir), **(extra_env or {})})
     if not report_path.exists():
         last = _last_line(log_path)
         return FrameworkRun(fw, "crashed", error=f"worker died ({_signal_name(proc.returncode)})"
@@ -243,6 +244,7 @@ def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, d
                 timeout: float | None = None, progress: Progress = _quiet, info: dict | None = None):
     """Every request in its own worker process, as many at once as the schedule allows."""
     workers = _Workers(requests, workdir, device, timeout, progress)
+    _bridge(requests, workers.pool, workdir, device, passive=workers.sched["max_workers"] > 1)
     batch = None
     try:
         workers.fill()
@@ -263,6 +265,39 @@ def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, d
         if info is not None:
             info["schedule"] = workers.schedule()
     return batch, {fw: workers.collect(fw) for fw in workers.procs}
+
+
+def _bridge(requests: dict[str, WorkerRequest], pool, workdir: Path, device: str, passive: bool) -> None:
+    """With kept workers, make the TF <-> Flax bridge's PyTorch weights once, in a kept PyTorch worker.
+
+    Bridging in place (runners/bridge.py) needs torch and the source framework in the
+    target's worker, so each direction would keep a worker of its own importing all three.
+    Here the PyTorch worker that converts from the source (the check's own, when PyTorch
+    runs) saves the weights and the targets load them as plain kept workers. The weights
+    are the same bytes either way; a bridge that fails leaves the target bridging in place.
+    """
+    if pool is None:
+        return
+    from .runners.registry import pt_twin
+
+    made: dict = {}
+    for request in requests.values():
+        spec = request.spec
+        if not spec.via or spec.cache_hit or spec.trust_remote_code:
+            continue
+        key = (spec.converted_from, spec.via, request.python)
+        if key not in made:
+            folder = workdir / f"bridge-{spec.converted_from}-{len(made)}"
+            source = LoadSpec(path=spec.path, task=spec.task, class_name=pt_twin(spec.class_name),
+                              weights=spec.weights, converted_from=spec.converted_from, device=device,
+                              output_hidden_states=False, output_attentions=False, weights_dtype=spec.weights_dtype)
+            # passive: the environment _Workers.start gives side-by-side workers, so the check's own
+            # PyTorch worker (same key) is this one, kept
+            run = save_converted(spec.via, source, folder, workdir=workdir, device=device, python=request.python,
+                                 extra_env={"OMP_WAIT_POLICY": "PASSIVE"} if passive else None)
+            made[key] = str(folder) if run.status == "ok" and (folder / "model.safetensors").is_file() else None
+        if made[key]:
+            request.spec = replace(spec, bridged=made[key])
 
 
 class _Workers:

@@ -36,8 +36,9 @@ MAX_RSS_BYTES = 4 << 30       # resident memory above which an idle worker is re
 MAX_IDLE = 8                  # idle workers kept at once (each holds its frameworks' imports, 0.3-1 GiB)
 SOCKET_ENV = "PARITY_POOL_SOCKET"  # a shared pool's server (pool_server.py) for every check of this process
 PER_REQUEST_ENV = ("TMPDIR", "PARITY_TEST_FAULT")  # sent with each request (the run's workdir, the test hook)
-# Never part of a worker's key: they differ between the processes that share a pool, and no framework reads them.
-VOLATILE_ENV = PER_REQUEST_ENV + (SOCKET_ENV, "PARITY_POOL", "PWD", "OLDPWD", "SHLVL", "_")
+# Never part of a worker's key: they differ between the processes that share a pool, and no framework reads
+# them at inference (torch sets TORCHINDUCTOR_CACHE_DIR in a process that imported it: its own default).
+VOLATILE_ENV = PER_REQUEST_ENV + (SOCKET_ENV, "PARITY_POOL", "PWD", "OLDPWD", "SHLVL", "_", "TORCHINDUCTOR_CACHE_DIR")
 VOLATILE_PREFIXES = ("PYTEST_",)
 
 

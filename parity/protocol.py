@@ -25,7 +25,7 @@ from .runners.base import LoadSpec
 
 # Raised whenever a request or report changes shape: a worker in another environment
 # (parity.environments) must speak the same protocol, and the probe refuses one that does not.
-VERSION = 2
+VERSION = 3
 
 
 @dataclass

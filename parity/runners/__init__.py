@@ -15,6 +15,10 @@ def frameworks_needed(framework: str, spec) -> set:
     need = {framework, *get(framework).uses}
     if spec.cache_hit:
         return need  # a cached conversion loads natively
+    if spec.bridged:  # PyTorch safetensors made by another worker: Flax reads them without torch, TF mostly
+        if framework == "tf" and not tf_reads_pt_safetensors(spec.bridged, "model.safetensors"):
+            need.add("pt")
+        return need
     if spec.converted_from:
         need.add(spec.converted_from)
     if spec.via:

@@ -37,6 +37,7 @@ class LoadSpec:
     trust_remote_code: bool = False
     compile_cache: str | None = None  # JAX's persistent compilation cache folder (Flax only)
     weights_dtype: str | None = None  # the floating dtypes the weights file stores (preflight.weights_dtype)
+    bridged: str | None = None       # TF <-> Flax: PyTorch weights a kept PyTorch worker made from the source
 
 
 @dataclass
@@ -280,6 +281,12 @@ class Runner:
 
         if not self.spec.via:
             yield self.spec.path, self.spec.converted_from
+            return
+        if self.spec.bridged:  # executor._bridge: made once for the check, removed with its workdir
+            notes.append(f"{self.spec.converted_from} weights converted to PyTorch weights first, in a kept "
+                         f"PyTorch worker: transformers has no direct {self.spec.converted_from} -> "
+                         f"{self.framework} path")
+            yield self.spec.bridged, self.spec.via
             return
         tmp = bridge.via_pytorch(self.spec.path, self.spec.class_name, self.spec.weights,
                                  self.spec.converted_from, self.spec.trust_remote_code)

@@ -75,7 +75,9 @@ class TFRunner(Runner):
 
     def _source_kwargs(self, path: str, source: str | None) -> dict:
         kwargs = {"output_loading_info": True, "trust_remote_code": self.spec.trust_remote_code}
-        if source == "pt" and not self.spec.via and tf_reads_pt_safetensors(path, self.spec.weights):
+        bridged = bool(self.spec.bridged)  # executor._bridge's folder: PyTorch safetensors
+        weights = "model.safetensors" if bridged else self.spec.weights
+        if source == "pt" and (bridged or not self.spec.via) and tf_reads_pt_safetensors(path, weights):
             kwargs["use_safetensors"] = True  # transformers' own reader: no torch in this worker
         elif source == "pt":
             kwargs["from_pt"] = True
