@@ -158,7 +158,9 @@ def test_a_parity_speaking_another_protocol_is_refused(cli, tiny, tmp_path):
     # -E ignores PYTHONPATH; -c puts the current folder first on sys.path, so the old parity is found
     old = _wrapper(tmp_path, "old-python", f'cd {fake.parent} && exec {sys._base_executable} -E -s "$@"')
     line = _bad(cli, tiny, tmp_path, old)
-    assert "speaks worker protocol 1, this parity 2" in line and "pip install --no-deps -e" in line
+    from parity.protocol import VERSION
+
+    assert f"speaks worker protocol 1, this parity {VERSION}" in line and "pip install --no-deps -e" in line
 
 
 def test_undeclared_environment_and_bad_declarations(cli, tiny, tmp_path):
