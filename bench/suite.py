@@ -90,11 +90,23 @@ def declare(folder: Path, ckpts: dict) -> Path:
 
 
 def measure(cmd: list, **kw) -> dict:
-    """bench.sampler.measure plus the CPU seconds of the whole process tree (every descendant reaped)."""
+    """bench.sampler.measure plus the CPU seconds of the whole process tree (every descendant reaped).
+
+    The pool server an xdist worker starts (parity.pool_server) runs in a session of its own and
+    outlives that worker by a moment: as a child subreaper this process inherits it and waits for
+    it, so its CPU and its workers' count too."""
+    import ctypes
+    import os
     import resource
 
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = sampler.measure(cmd, **kw)
+    while True:  # orphans of the tree (a pool server ending with its run)
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     m["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return m

@@ -131,3 +131,23 @@ def test_suite_over_a_loopback_socket_gateway_matches_a_local_run(pytester, tiny
         {"pass": 2, "fail": 1, "error": 0}
     assert {row["worker"] for row in index["items"]} == {"gw0"}
     assert (rep / "index.html").is_file() and "altered/report.html" in (rep / "index.html").read_text()
+
+
+def test_xdist_workers_of_a_run_share_one_pool_that_ends_with_the_run(pytester, tiny, monkeypatch):
+    monkeypatch.delenv("PARITY_POOL_SOCKET", raising=False)  # not the tests' pool: the run starts its own
+    _suite(pytester, tiny)
+    r = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--dist", "loadgroup", "parity.toml",
+                                      "--parity-report-dir", "rep", timeout=900)
+    assert r.ret == 1, r.stdout.str()  # the altered check fails, the others pass
+    pools = {p.parent.name: json.loads(p.read_text())["schedule"]["pool"]
+             for p in (pytester.path / "rep").glob("*/results.json")}
+    assert sorted(pools) == ["altered", "tf-weights", "tiny"]
+    (shared,) = {p["shared"] for p in pools.values()}  # one server for both xdist workers
+    assert Path(shared).name.startswith("parity-pool-")
+    # Every check's flax worker is a plain one (the TF weights are bridged by the PyTorch worker): with at
+    # most two checks at once, the third borrows a worker an earlier check gave back.
+    assert len({p["workers"]["flax"]["pid"] for p in pools.values()}) <= 2, pools
+    deadline = time.monotonic() + 30
+    while Path(shared).exists() and time.monotonic() < deadline:  # it watches the run's controller
+        time.sleep(0.2)
+    assert not Path(shared).exists()
