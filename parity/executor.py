@@ -295,7 +295,8 @@ def _bridge(requests: dict[str, WorkerRequest], pool, workdir: Path, device: str
             # PyTorch worker (same key) is this one, kept
             run = save_converted(spec.via, source, folder, workdir=workdir, device=device, python=request.python,
                                  extra_env={"OMP_WAIT_POLICY": "PASSIVE"} if passive else None)
-            made[key] = str(folder) if run.status == "ok" and (folder / "model.safetensors").is_file() else None
+            made[key] = str(folder) if run.status == "ok" and (folder / registry.get(spec.via).native_file).is_file() \
+                else None
         if made[key]:
             request.spec = replace(spec, bridged=made[key])
 
@@ -370,6 +371,8 @@ class _Workers:
                 self._show(fw)
             self.fill()
             if not self.pending and all(self.done(fw) for fw in self.procs):
+                for fw in self.procs:  # one that finished since _show looked (a kept worker: within 50 ms)
+                    self._show(fw)
                 return
             now = time.monotonic()
             for fw, proc in self.procs.items():

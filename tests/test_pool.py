@@ -45,7 +45,7 @@ def _served(res: dict) -> dict:
 
 
 def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, monkeypatch):
-    with pool.use(None):  # no pool (also under PARITY_TEST_POOL=1): one new process per framework
+    with pool.use(None):  # no pool (also under the tests' shared one): one new process per framework
         fresh_pt, fresh_out = _check(tiny / "bert-pt")
         fresh_tf, fresh_tf_out = _check(tiny / "bert-tf")  # TF native; pt and flax converted from it
     assert "pool" not in fresh_pt["schedule"]
