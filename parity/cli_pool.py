@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 
 from .errors import UsageError
 from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, SOCKET_ENV
@@ -13,8 +14,8 @@ def add(sub) -> None:
                        description="Start a server that keeps one worker per framework and environment "
                                    f"between checks. Commands whose environment has {SOCKET_ENV} borrow its "
                                    "workers: imports are paid once, not per check. "
-                                   'Typical: eval "$(parity pool start)"; parity check A; parity check B; '
-                                   "parity pool stop")
+                                   'Typical: eval "$(parity pool start)"; trap "parity pool stop" EXIT; '
+                                   "parity check A; parity check B")
     p.add_argument("action", choices=["start", "status", "stop"])
     p.add_argument("--socket", help=f"the server's Unix socket (start: a new temporary one; status and stop: "
                                     f"${SOCKET_ENV})")
@@ -33,7 +34,7 @@ def run(args) -> int:
     if args.action == "start":
         path = pool_server.start(args.socket, max_checks=args.max_checks, max_rss_bytes=args.max_rss << 20,
                                  max_idle=args.max_idle)
-        print(f"export {SOCKET_ENV}={path}")
+        print(f"export {SOCKET_ENV}={shlex.quote(path)}")
         return 0
     path = args.socket or os.environ.get(SOCKET_ENV)
     if not path:

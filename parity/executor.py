@@ -190,7 +190,8 @@ def _worker_command(request: WorkerRequest, path: Path) -> list[str]:
 
 
 def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inline: bool = False,
-                   device: str = "auto", python: str | None = None, extra_env: dict | None = None) -> FrameworkRun:
+                   device: str = "auto", python: str | None = None, extra_env: dict | None = None,
+                   timeout: float | None = None) -> FrameworkRun:
     """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``."""
     request = WorkerRequest(fw, spec, save_to=str(save_to), python=python)
     if inline:
@@ -211,10 +212,14 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
         worker = kept.submit(fw, workdir / f"{fw}.convert.request.json", log_path, env, python,
                              blocked=tuple(request.block_imports))
         proc, ok = worker.proc, False
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while proc.poll() is None and not report_path.exists():
+                if deadline is not None and time.monotonic() > deadline:
+                    break  # killed below; no report: crashed
                 time.sleep(0.05)
-            ok = proc.poll() is None and WorkerReport.from_json(report_path.read_text()).status != "crashed"
+            ok = report_path.exists() and proc.poll() is None \
+                and WorkerReport.from_json(report_path.read_text()).status != "crashed"
         finally:
             if not ok:
                 _kill(proc)
@@ -244,9 +249,9 @@ def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, d
                 timeout: float | None = None, progress: Progress = _quiet, info: dict | None = None):
     """Every request in its own worker process, as many at once as the schedule allows."""
     workers = _Workers(requests, workdir, device, timeout, progress)
-    _bridge(requests, workers.pool, workdir, device, passive=workers.sched["max_workers"] > 1)
     batch = None
     try:
+        _bridge(requests, workers.pool, workdir, device, passive=workers.sched["max_workers"] > 1, timeout=timeout)
         workers.fill()
         batch = make_batch()  # built while the first workers load
         batch.save(workers.batch_path)
@@ -267,14 +272,16 @@ def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, d
     return batch, {fw: workers.collect(fw) for fw in workers.procs}
 
 
-def _bridge(requests: dict[str, WorkerRequest], pool, workdir: Path, device: str, passive: bool) -> None:
+def _bridge(requests: dict[str, WorkerRequest], pool, workdir: Path, device: str, passive: bool,
+            timeout: float | None = None) -> None:
     """With kept workers, make the TF <-> Flax bridge's PyTorch weights once, in a kept PyTorch worker.
 
     Bridging in place (runners/bridge.py) needs torch and the source framework in the
     target's worker, so each direction would keep a worker of its own importing all three.
     Here the PyTorch worker that converts from the source (the check's own, when PyTorch
     runs) saves the weights and the targets load them as plain kept workers. The weights
-    are the same bytes either way; a bridge that fails leaves the target bridging in place.
+    are the same bytes either way; a bridge that fails or runs past ``timeout`` leaves the
+    target bridging in place (where --timeout bounds it as any load).
     """
     if pool is None:
         return
@@ -294,7 +301,7 @@ def _bridge(requests: dict[str, WorkerRequest], pool, workdir: Path, device: str
             # passive: the environment _Workers.start gives side-by-side workers, so the check's own
             # PyTorch worker (same key) is this one, kept
             run = save_converted(spec.via, source, folder, workdir=workdir, device=device, python=request.python,
-                                 extra_env={"OMP_WAIT_POLICY": "PASSIVE"} if passive else None)
+                                 extra_env={"OMP_WAIT_POLICY": "PASSIVE"} if passive else None, timeout=timeout)
             made[key] = str(folder) if run.status == "ok" and (folder / registry.get(spec.via).native_file).is_file() \
                 else None
         if made[key]:

@@ -26,6 +26,7 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ParityError, UsageError
+from .errors import EXIT_FRAMEWORK, ParityError, UsageError
 from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, SOCKET_ENV, Pool, PooledWorker, rss_bytes
 
 VERSION = 1           # of the calls below; a client and a server must agree
@@ -219,6 +220,12 @@ class PoolGone(ParityError):
     """The server stopped answering during a check."""
 
 
+class PoolError(ParityError):
+    """The server could not do what a call asked (a worker it could not start, a pid it does not know)."""
+
+    exit_code = EXIT_FRAMEWORK
+
+
 class SharedPool:
     """This process's connection to a pool server (pool.Pool's interface for the executor)."""
 
@@ -233,6 +240,7 @@ class SharedPool:
             raise UsageError(f"no parity pool answers at {path} ({e.strerror or e})",
                              f"start one with `parity pool start`, or unset {SOCKET_ENV}") from None
         self.reader = self.sock.makefile("rb")
+        self.owed = 0  # answers a call cut short by Ctrl-C / SIGTERM left unread
         hello = self.call("hello")
         if hello.get("version") != VERSION:
             raise UsageError(f"the parity pool at {path} speaks version {hello.get('version')}, this parity "
@@ -242,16 +250,26 @@ class SharedPool:
     def call(self, op: str, **args) -> dict:
         with self.lock:
             try:
+                while self.owed:  # so that this call reads its own answer, not an interrupted one's
+                    if not self.reader.readline():
+                        raise OSError("closed")
+                    self.owed -= 1
                 self.sock.sendall((json.dumps({"op": op, **args}) + "\n").encode())
+                self.owed += 1
                 line = self.reader.readline()
+                if line:
+                    self.owed -= 1
             except OSError:
                 line = b""
         if not line:
+            if _clients.get(self.path) is self:  # the next check connects again (a restarted server)
+                del _clients[self.path]
             raise PoolGone(f"the parity pool at {self.path} stopped answering",
                            f"start it again with `parity pool start`, or unset {SOCKET_ENV}")
         answer = json.loads(line)
         if "error" in answer:
-            raise RuntimeError(f"parity pool at {self.path}: {answer['error']}")
+            raise PoolError(f"the parity pool at {self.path} could not {op}: {answer['error']}",
+                            "its log is beside the socket (.log); `parity pool stop` and start it again")
         return answer
 
     def settings(self) -> dict:
@@ -297,14 +315,16 @@ def start(path: str | None = None, *, max_checks: int = MAX_CHECKS, max_rss_byte
     from .pool import check_limits
 
     check_limits(max_checks, max_rss_bytes, max_idle)
-    path = path or str(Path(tempfile.mkdtemp(prefix="parity-pool-")) / "socket")
+    path = os.path.abspath(path or str(Path(tempfile.mkdtemp(prefix="parity-pool-")) / "socket"))
     if answers(path):
         raise UsageError(f"a parity pool already answers at {path}",
                          "stop it with `parity pool stop`, or give another --socket")
     if len(path.encode()) > 100:
         raise UsageError(f"the socket path {path} is longer than a Unix socket allows (100 bytes)",
                          "give a shorter --socket")
-    if os.path.exists(path):  # a socket left by a server that was killed
+    if os.path.lexists(path):  # a socket left by a server that was killed; never anything else
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise UsageError(f"{path} exists and is not a socket", "give --socket a new path")
         os.unlink(path)
     cmd = [sys.executable, "-m", "parity.pool_server", path, "--max-checks", str(max_checks),
            "--max-rss-bytes", str(max_rss_bytes), "--max-idle", str(max_idle)]

@@ -143,3 +143,25 @@ def test_the_server_ends_with_the_process_it_watches(tmp_path):
     while Path(path).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(path).exists() and not pool_server.answers(path)
+
+
+def test_a_call_cut_short_leaves_the_next_call_its_own_answer(own_pool):
+    """Ctrl-C between sending a call and reading its answer (the CLI turns SIGTERM into one too)."""
+    client = pool_server.SharedPool(own_pool)
+    try:
+        client.sock.sendall(b'{"op": "status"}\n')  # sent, never read: as a call interrupted after sendall
+        client.owed += 1
+        assert client.call("hello")["version"] == pool_server.VERSION
+        with pytest.raises(pool_server.PoolError, match="could not poll: KeyError"):
+            client.call("poll", pid=1)  # a pid the server never started: one line, exit 3, no traceback
+        assert pool_server.PoolError("x").exit_code == 3
+    finally:
+        client.close()
+
+
+def test_start_refuses_to_replace_a_file_that_is_not_a_socket(cli, tmp_path):
+    kept = tmp_path / "parity.toml"
+    kept.write_text("frameworks = 'pt'\n")
+    r = cli("pool", "start", "--socket", kept)
+    assert r.code == 2 and r.err.startswith(f"parity: error: {kept} exists and is not a socket"), r.err
+    assert kept.read_text() == "frameworks = 'pt'\n"
