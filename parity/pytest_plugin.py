@@ -210,13 +210,17 @@ def _session_pool(config, inline: bool):
         from . import pool_server
 
         if os.environ.get(SOCKET_ENV):  # a pool shared already (`parity pool start`, an outer run)
-            config.stash[_POOL] = pool_server.client(os.environ[SOCKET_ENV])
+            config.stash[_POOL] = os.environ[SOCKET_ENV]
         elif hasattr(config, "workerinput"):  # an xdist worker: one pool for every worker of the run here
-            path = pool_server.for_run(config.workerinput["testrunuid"], os.getppid(), **limits)
-            config.stash[_POOL] = pool_server.client(path)
+            config.stash[_POOL] = pool_server.for_run(config.workerinput["testrunuid"], os.getppid(), **limits)
         else:
             config.stash[_POOL] = Pool(**limits)
-    return config.stash[_POOL]
+    kept = config.stash[_POOL]
+    if isinstance(kept, str):  # a server's socket: this process's connection, made again after a fork or a loss
+        from .pool_server import client
+
+        return client(kept)
+    return kept
 
 
 def _comparison(results: dict, pair: tuple) -> dict | None:
