@@ -29,6 +29,8 @@ from .runners.base import LoadSpec
 
 # Set by the CLI so that its own `import transformers` skips every framework; workers must not inherit them.
 PARENT_ONLY_ENV = registry.use_env_names() + ("TRANSFORMERS_NO_ADVISORY_WARNINGS",)
+# What side-by-side and kept workers start with (see _Workers.start).
+KEPT_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 @dataclass
@@ -190,8 +192,7 @@ def _worker_command(request: WorkerRequest, path: Path) -> list[str]:
 
 
 def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inline: bool = False,
-                   device: str = "auto", python: str | None = None, extra_env: dict | None = None,
-                   timeout: float | None = None) -> FrameworkRun:
+                   device: str = "auto", python: str | None = None, timeout: float | None = None) -> FrameworkRun:
     """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``."""
     request = WorkerRequest(fw, spec, save_to=str(save_to), python=python)
     if inline:
@@ -208,7 +209,7 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
 
     kept = current()
     if kept is not None and not spec.trust_remote_code:  # a kept worker converts (parity.pool)
-        env = {**child_env(device, needed, workdir), **(extra_env or {})}
+        env = {**child_env(device, needed, workdir), **KEPT_ENV}  # the key of the checks' own kept workers
         worker = kept.submit(fw, workdir / f"{fw}.convert.request.json", log_path, env, python,
                              blocked=tuple(request.block_imports))
         proc, ok = worker.proc, False
@@ -227,7 +228,7 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
     else:
         with open(log_path, "wb") as log:
             proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env={**child_env(device, needed, workdir), **(extra_env or {})})
+                                  env=child_env(device, needed, workdir))
     if not report_path.exists():
         last = _last_line(log_path)
         return FrameworkRun(fw, "crashed", error=f"worker died ({_signal_name(proc.returncode)})"
@@ -251,7 +252,7 @@ def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, d
     workers = _Workers(requests, workdir, device, timeout, progress)
     batch = None
     try:
-        _bridge(requests, workers.pool, workdir, device, passive=workers.sched["max_workers"] > 1, timeout=timeout)
+        _bridge(requests, workers.pool, workdir, device, timeout=timeout)
         workers.fill()
         batch = make_batch()  # built while the first workers load
         batch.save(workers.batch_path)
@@ -272,7 +273,7 @@ def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, d
     return batch, {fw: workers.collect(fw) for fw in workers.procs}
 
 
-def _bridge(requests: dict[str, WorkerRequest], pool, workdir: Path, device: str, passive: bool,
+def _bridge(requests: dict[str, WorkerRequest], pool, workdir: Path, device: str,
             timeout: float | None = None) -> None:
     """With kept workers, make the TF <-> Flax bridge's PyTorch weights once, in a kept PyTorch worker.
 
@@ -298,10 +299,9 @@ def _bridge(requests: dict[str, WorkerRequest], pool, workdir: Path, device: str
             source = LoadSpec(path=spec.path, task=spec.task, class_name=pt_twin(spec.class_name),
                               weights=spec.weights, converted_from=spec.converted_from, device=device,
                               output_hidden_states=False, output_attentions=False, weights_dtype=spec.weights_dtype)
-            # passive: the environment _Workers.start gives side-by-side workers, so the check's own
-            # PyTorch worker (same key) is this one, kept
+            # a kept worker: the check's own PyTorch worker, where it has the same key
             run = save_converted(spec.via, source, folder, workdir=workdir, device=device, python=request.python,
-                                 extra_env={"OMP_WAIT_POLICY": "PASSIVE"} if passive else None, timeout=timeout)
+                                 timeout=timeout)
             made[key] = str(folder) if run.status == "ok" and (folder / registry.get(spec.via).native_file).is_file() \
                 else None
         if made[key]:
@@ -335,11 +335,13 @@ class _Workers:
         spec = self.requests[fw].spec
         needed = frameworks_needed(fw, spec)
         env = child_env(self.device, needed, self.workdir)
-        if self.sched["max_workers"] > 1:
+        if self.sched["max_workers"] > 1 or self.pool is not None:
             # Side by side, PyTorch's OpenMP threads spin while they wait and take the CPU the other
             # workers are loading with (MiniLM on 2 cores: pt run 0.9 s -> 0.15 s); same thread
-            # count, so the same numbers.
-            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            # count, so the same numbers. A kept worker always waits among other checks' workers, and
+            # gets one key whether its check ran it alone or side by side.
+            for name, value in KEPT_ENV.items():
+                env.setdefault(name, value)
         w = self.workdir
         request = replace(self.requests[fw], batch=str(self.batch_path), out=str(w / f"{fw}.npz"),
                           report=str(w / f"{fw}.json"), block_imports=blocked_packages(needed, spec),

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+START_ENV = dict(os.environ)  # before pytester (HOME) or the shared pool (its socket) change it
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests convert for real unless they ask for the conversion cache (tests/test_conversion_cache.py).
 os.environ["PARITY_CACHE_DIR"] = "off"
 # Idle workers the tests' shared pool keeps: pt, tf, flax and their conversion-keyed twins, KerasHub's
-# three backends, pt@v5 (each 0.3-1 GiB idle).
-TEST_POOL_IDLE = 10
+# three backends, pt@v5, and a second of the busiest for the other xdist worker (each 0.3-1 GiB idle; with
+# 10, six workers of a run were stopped when idle and started again; at least 13.5 GiB stayed available).
+TEST_POOL_IDLE = 14
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,6 +46,27 @@ def worker_pool(request):
     os.environ[pool.SOCKET_ENV] = path = pool_server.for_run(run, watch, idle_exit=None, max_idle=TEST_POOL_IDLE)
     yield path
     os.environ.pop(pool.SOCKET_ENV, None)
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """pytester whose inner pytest sessions run in this run's environment: its HOME and no PYTHONPATH entry
+    for their folder (their tests need neither), so their checks borrow this run's kept workers, which
+    parity.pool keys by the environment they start with, instead of starting a set of their own."""
+    for name in ("HOME", "USERPROFILE", "PY_COLORS"):
+        if name in START_ENV:
+            monkeypatch.setenv(name, START_ENV[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+
+    def popen(cmdargs, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=pytester.CLOSE_STDIN, **kw):
+        if stdin is pytester.CLOSE_STDIN:
+            stdin = subprocess.DEVNULL
+        assert not isinstance(stdin, bytes), "not used here"
+        return subprocess.Popen(cmdargs, stdout=stdout, stderr=stderr, stdin=stdin, env=dict(os.environ), **kw)
+
+    monkeypatch.setattr(pytester, "popen", popen)
+    return pytester
 
 
 def _build_key() -> str:
@@ -142,9 +165,75 @@ class CLIResult:
         return next(c for c in self.results["comparisons"] if c["candidate"] == candidate)
 
 
+# Commands the zygote cannot stand in for: --inline imports a framework into the command's own process, and
+# these variables are read at interpreter start or when the zygote imports transformers and huggingface_hub
+# (every framework off). Frameworks' own variables (TF_*, TORCH*, ...) are read by the workers.
+_NEEDS_INTERPRETER = ("USE_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "PYTHON", "XDG_", "HOME")
+
+
+def _import_env(env) -> dict:
+    return {k: v for k, v in env.items() if k.startswith(_NEEDS_INTERPRETER)}
+
+
+class _Zygote:
+    """Client of tests/cli_zygote.py: one forked child per command, as subprocess.run would give."""
+
+    def __init__(self, folder: Path):
+        self.path = str(folder / "z.sock")
+        self.import_env = _import_env(os.environ)
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "cli_zygote.py"), self.path], cwd=ROOT,
+                                     stdin=subprocess.DEVNULL)
+
+    def ready(self) -> bool:
+        import time
+
+        deadline = time.monotonic() + 120
+        while not os.path.exists(self.path):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def run(self, argv: list, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+        import socket
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            out, err = Path(tmp, "out"), Path(tmp, "err")
+            sock.connect(self.path)
+            sock.sendall(json.dumps({"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out),
+                                     "stderr": str(err)}).encode() + b"\n")
+            answers = sock.makefile("rb")
+            pid = json.loads(answers.readline())["pid"]
+            sock.settimeout(timeout)
+            try:
+                code = json.loads(answers.readline())["returncode"]
+            except (TimeoutError, socket.timeout):
+                os.kill(pid, 9)
+                raise subprocess.TimeoutExpired(["parity", *argv], timeout) from None
+            return subprocess.CompletedProcess(argv, code, out.read_text(), err.read_text())
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def cli_zygote(tmp_path_factory):
+    """The fork server the ``cli`` fixture runs commands through (PARITY_TEST_ZYGOTE=0: a new interpreter each)."""
+    if os.environ.get("PARITY_TEST_ZYGOTE", "1") == "0":
+        yield None
+        return
+    z = _Zygote(tmp_path_factory.mktemp("zygote"))
+    yield z if z.ready() else None
+    z.close()
+
+
 @pytest.fixture
-def cli(tmp_path):
-    """Run `python -m parity ...` in a subprocess (the real CLI, fresh interpreter)."""
+def cli(tmp_path, cli_zygote):
+    """Run a `parity` command in a process of its own: forked from the zygote (tests/cli_zygote.py: the
+    command's imports paid once per test process) or, where it needs one, `python -m parity` in a new
+    interpreter. Either way its own pid, folder, environment, output and signal handlers."""
 
     def run(*args, report: bool = True, timeout: int = 600, env: dict | None = None) -> CLIResult:
         argv = [str(a) for a in args]
@@ -154,8 +243,12 @@ def cli(tmp_path):
             argv += ["--report-dir", str(report_dir)]
         elif "--report-dir" in argv:
             report_dir = Path(argv[argv.index("--report-dir") + 1])
-        proc = subprocess.run([sys.executable, "-m", "parity", *argv], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=timeout, env={**os.environ, **(env or {})})
+        full_env = {**os.environ, **(env or {})}
+        if cli_zygote and "--inline" not in argv and _import_env(full_env) == cli_zygote.import_env:
+            proc = cli_zygote.run(argv, tmp_path, full_env, timeout)
+        else:
+            proc = subprocess.run([sys.executable, "-m", "parity", *argv], cwd=tmp_path, capture_output=True,
+                                  text=True, timeout=timeout, env=full_env)
         return CLIResult(proc, report_dir)
 
     return run
