@@ -64,7 +64,7 @@ def test_parity_toml_report_index_and_marker_keys(pytester, tiny):
         outputs = "logits,hidden_states"
     """)
     report = pytester.path / "rep"
-    r = _run(pytester, "parity.toml", "--parity-report-dir", str(report), "--parity-inline")
+    r = _run(pytester, "parity.toml", "--parity-report-dir", str(report))
     r.assert_outcomes(passed=1, failed=1)
     out = r.stdout.str()
     # without attention maps, the first divergence is the output of layer 1
@@ -121,7 +121,7 @@ def test_marker_and_fixture(pytester, tiny):
         def test_typo():
             pass
     """)
-    r = _run(pytester, "-p", "no:randomly", "--parity-inline")
+    r = _run(pytester, "-p", "no:randomly", "--parity-inline")  # the plugin's in-process mode
     r.assert_outcomes(passed=1, failed=2)
     out = r.stdout.str()
     assert "first divergence: attentions.1" in out
@@ -160,7 +160,7 @@ def test_gate_against_a_recorded_baseline(pytester, tiny):
 
     base = pytester.path / "golden"
     proc = subprocess.run([sys.executable, "-m", "parity", "record", str(tiny / "bert-pt"), "--out", str(base),
-                           "--frameworks", "pt", "--outputs", "logits,hidden_states", "--inline",
+                           "--frameworks", "pt", "--outputs", "logits,hidden_states",
                            "--report-dir", str(pytester.path / "rec")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pytester.makefile(".toml", parity=f"""
@@ -173,6 +173,6 @@ def test_gate_against_a_recorded_baseline(pytester, tiny):
         checkpoint = "{tiny / 'bert-tf-altered'}"
     """)
     # bert-tf-altered's PyTorch weights are bert-pt's: only its TF file differs, so pt still matches
-    r = _run(pytester, "-v", "parity.toml", "--parity-inline")
+    r = _run(pytester, "-v", "parity.toml")
     r.assert_outcomes(passed=2)
     r.stdout.fnmatch_lines(["*parity.toml::golden?baseline-vs-pt? PASSED*"])
