@@ -107,7 +107,7 @@ def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny):
 
 
 def test_a_timed_out_worker_is_reported_and_replaced(tiny, monkeypatch):
-    timeout = 30  # a warm worker loads the tiny BERT in about a second; the hung one never reports
+    timeout = 15  # a warm worker loads the tiny BERT in about a second; the hung one never reports
     with pool.session():
         warm, _ = _check(tiny / "bert-pt")
         monkeypatch.setenv("PARITY_TEST_FAULT", "tf:hang")
