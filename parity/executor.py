@@ -209,7 +209,7 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
 
     kept = current()
     if kept is not None and not spec.trust_remote_code:  # a kept worker converts (parity.pool)
-        env = {**child_env(device, needed, workdir), **KEPT_ENV}  # the key of the checks' own kept workers
+        env = {**KEPT_ENV, **child_env(device, needed, workdir)}  # as _Workers.start: the checks' workers' key
         worker = kept.submit(fw, workdir / f"{fw}.convert.request.json", log_path, env, python,
                              blocked=tuple(request.block_imports))
         proc, ok = worker.proc, False

@@ -151,7 +151,8 @@ def minilm() -> Path:
 
 
 class CLIResult:
-    def __init__(self, proc: subprocess.CompletedProcess, report_dir: Path | None):
+    def __init__(self, proc: subprocess.CompletedProcess, report_dir: Path | None, forked: bool = False):
+        self.forked = forked  # from the zygote rather than a new interpreter
         self.code = proc.returncode
         self.out = proc.stdout
         self.err = proc.stderr
@@ -245,10 +246,9 @@ def cli(tmp_path, cli_zygote):
             report_dir = Path(argv[argv.index("--report-dir") + 1])
         full_env = {**os.environ, **(env or {})}
         if cli_zygote and "--inline" not in argv and _import_env(full_env) == cli_zygote.import_env:
-            proc = cli_zygote.run(argv, tmp_path, full_env, timeout)
-        else:
-            proc = subprocess.run([sys.executable, "-m", "parity", *argv], cwd=tmp_path, capture_output=True,
-                                  text=True, timeout=timeout, env=full_env)
+            return CLIResult(cli_zygote.run(argv, tmp_path, full_env, timeout), report_dir, forked=True)
+        proc = subprocess.run([sys.executable, "-m", "parity", *argv], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=timeout, env=full_env)
         return CLIResult(proc, report_dir)
 
     return run

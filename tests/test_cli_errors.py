@@ -25,10 +25,14 @@ def test_cli_fixture_forked_from_the_zygote_acts_as_a_new_interpreter(cli, cli_z
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "config.json").write_text("{")  # found only from the command's own folder
     args = ["check", "sub", "--report-dir", "out", "--timeout", "x"]
+    # variables a framework sets in this process once imported (torch: TORCHINDUCTOR_CACHE_DIR) are read by
+    # workers, not by what the zygote imported: still forked
+    extra = {"PARITY_CACHE_DIR": "elsewhere", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "ind")}
     for bad in (args, args[:-2]):
-        forked = cli(*bad, env={"PARITY_CACHE_DIR": "elsewhere"})
+        forked = cli(*bad, env=extra)
+        assert forked.forked == (cli_zygote is not None)
         new = subprocess.run([sys.executable, "-m", "parity", *bad], cwd=tmp_path, capture_output=True, text=True,
-                             env={**os.environ, "PARITY_CACHE_DIR": "elsewhere"})
+                             env={**os.environ, **extra})
         assert (forked.code, forked.out, forked.err) == (new.returncode, new.stdout, new.stderr)
         assert forked.code == 2 and forked.err.count("\n") == 1 and not (tmp_path / "out").exists()
     assert "config.json" in forked.err

@@ -89,9 +89,16 @@ def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, mon
     assert not [pid for pid in pids if _alive(pid)]  # the session's end stops its workers
 
 
-def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny):
+def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny, monkeypatch):
+    from parity import schedule
+
     with pool.session(max_checks=2):
-        runs = [_check(tiny / "bert-pt", frameworks="pt,flax")[0] for _ in range(3)]
+        runs = [_check(tiny / "bert-pt", frameworks="pt,flax")[0]]
+        with monkeypatch.context() as m:  # memory short: one worker after another, the same kept workers
+            m.setattr(schedule, "available_bytes", lambda: 1)
+            runs.append(_check(tiny / "bert-pt", frameworks="pt,flax")[0])
+        runs.append(_check(tiny / "bert-pt", frameworks="pt,flax")[0])
+    assert [r["schedule"]["max_workers"] for r in runs] == [2, 1, 2]
     served = [_served(r) for r in runs]
     assert [s["pt"]["check"] for s in served] == [1, 2, 1]
     assert served[2]["pt"]["pid"] != served[0]["pt"]["pid"] == served[1]["pt"]["pid"]
