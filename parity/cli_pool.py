@@ -6,7 +6,7 @@ import os
 import shlex
 
 from .errors import UsageError
-from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, SOCKET_ENV
+from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV
 
 
 def add(sub) -> None:
@@ -25,6 +25,9 @@ def add(sub) -> None:
                    help=f"resident memory above which an idle worker is replaced (default {MAX_RSS_BYTES >> 20})")
     p.add_argument("--max-idle", type=int, default=MAX_IDLE,
                    help=f"idle workers kept at once; the least recently used beyond it stops (default {MAX_IDLE})")
+    p.add_argument("--max-templates", type=int, default=MAX_TEMPLATES,
+                   help="processes kept with a framework imported, that fork its new workers in milliseconds "
+                        f"instead of starting an interpreter (Linux; default {MAX_TEMPLATES}, 0: none)")
     p.set_defaults(func=run)
 
 
@@ -33,7 +36,7 @@ def run(args) -> int:
 
     if args.action == "start":
         path = pool_server.start(args.socket, max_checks=args.max_checks, max_rss_bytes=args.max_rss << 20,
-                                 max_idle=args.max_idle)
+                                 max_idle=args.max_idle, max_templates=args.max_templates)
         print(f"export {SOCKET_ENV}={shlex.quote(path)}")
         return 0
     path = args.socket or os.environ.get(SOCKET_ENV)
@@ -50,9 +53,13 @@ def run(args) -> int:
         status.close()
     s = info["settings"]
     print(f"parity pool at {path} (pid {info['pid']}): {info['clients'] - 1} other client(s), {info['lent']} "
-          f"worker(s) at work, {len(info['idle'])} idle, {info['started']} started so far; limits: "
-          f"{s['max_checks']} checks, {s['max_rss_bytes'] >> 20} MiB, {s['max_idle']} idle")
+          f"worker(s) at work, {len(info['idle'])} idle, {info['started']} started so far ({info['forked']} "
+          f"forked from {len(info['templates'])} template(s)); limits: {s['max_checks']} checks, "
+          f"{s['max_rss_bytes'] >> 20} MiB, {s['max_idle']} idle, {s['max_templates']} templates")
     for w in info["idle"]:
         rss = f"{w['rss_bytes'] >> 20} MiB" if w["rss_bytes"] else "?"
         print(f"  {w['framework']:<12} pid {w['pid']:<8} {w['checks']:>3} check(s)  {rss:>9}  {w['python']}")
+    for t in info["templates"]:
+        rss = f"{t['rss_bytes'] >> 20} MiB" if t["rss_bytes"] else "?"
+        print(f"  {t['framework']:<12} pid {t['pid']:<8} template      {rss:>9}  {t['python']}")
     return 0

@@ -31,9 +31,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .forkserver import ForkedProc, Template
+
 MAX_CHECKS = 50               # checks one worker serves before it is replaced by a fresh process
 MAX_RSS_BYTES = 4 << 30       # resident memory above which an idle worker is replaced
 MAX_IDLE = 8                  # idle workers kept at once (each holds its frameworks' imports, 0.3-1 GiB)
+MAX_TEMPLATES = 4             # a pool server's templates that fork workers (forkserver.py; each 0.3-0.9 GiB)
 SOCKET_ENV = "PARITY_POOL_SOCKET"  # a shared pool's server (pool_server.py) for every check of this process
 PER_REQUEST_ENV = ("TMPDIR", "PARITY_TEST_FAULT")  # sent with each request (the run's workdir, the test hook)
 # Never part of a worker's key: they differ between the processes that share a pool, and no framework reads
@@ -68,28 +71,36 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
-def check_limits(max_checks: int, max_rss_bytes: int, max_idle: int) -> None:
-    if max_checks < 1 or max_rss_bytes < 1 or max_idle < 0:
+def check_limits(max_checks: int, max_rss_bytes: int, max_idle: int, max_templates: int = 0) -> None:
+    if max_checks < 1 or max_rss_bytes < 1 or max_idle < 0 or max_templates < 0:
         from .errors import UsageError
 
         raise UsageError(f"pool limits must be positive (max checks {max_checks}, max RSS {max_rss_bytes}, "
-                         f"max idle {max_idle})", "give at least 1 check and 1 byte, and 0 or more idle workers")
+                         f"max idle {max_idle}, max templates {max_templates})",
+                         "give at least 1 check and 1 byte, and 0 or more idle workers and templates")
 
 
 class Pool:
     """Idle workers, least recently used first; ``submit`` hands a request to one (reused or fresh),
     ``give_back`` returns it."""
 
-    def __init__(self, max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES, max_idle: int = MAX_IDLE):
-        check_limits(max_checks, max_rss_bytes, max_idle)
+    def __init__(self, max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES, max_idle: int = MAX_IDLE,
+                 max_templates: int = 0):
+        """``max_templates`` > 0 only in a subreaper (forkserver.make_subreaper): workers are then forked
+        from a template per key, the most recently used ``max_templates`` kept."""
+        check_limits(max_checks, max_rss_bytes, max_idle, max_templates)
         self.max_checks, self.max_rss_bytes, self.max_idle = max_checks, max_rss_bytes, max_idle
+        self.max_templates = max_templates
         self.dir = Path(tempfile.mkdtemp(prefix="parity-pool-"))
         self.idle: list[PooledWorker] = []
+        self.templates: dict[tuple, Template] = {}  # key -> its template, least recently used first
+        self.no_template: set[tuple] = set()  # keys whose template failed to fork: plain workers
         self.why_next: dict[tuple, str] = {}  # key -> why its next worker is fresh (crashed, recycled ...)
-        self.spawned = 0
+        self.spawned = self.forked = 0
 
     def settings(self) -> dict:
-        return {"max_checks": self.max_checks, "max_rss_bytes": self.max_rss_bytes, "max_idle": self.max_idle}
+        return {"max_checks": self.max_checks, "max_rss_bytes": self.max_rss_bytes, "max_idle": self.max_idle,
+                "max_templates": self.max_templates}
 
     def submit(self, framework: str, request: Path, log: Path, env: dict, python: str | None = None,
                cwd: str | None = None, blocked: tuple = ()) -> PooledWorker:
@@ -110,7 +121,8 @@ class Pool:
             self.why_next[key] = "died while idle"
             return self.submit(framework, request, log, env, python, cwd, blocked)
         worker.checks += 1
-        worker.info = {"pid": worker.proc.pid, "check": worker.checks, "fresh_because": worker.fresh_because}
+        worker.info = {"pid": worker.proc.pid, "check": worker.checks, "fresh_because": worker.fresh_because,
+                       "forked": isinstance(worker.proc, ForkedProc)}
         worker.fresh_because = None
         return worker
 
@@ -126,14 +138,35 @@ class Pool:
         return worker or self._spawn(key)
 
     def _spawn(self, key: tuple) -> PooledWorker:
-        framework, python, env, _ = key
+        framework, python, env, blocked = key
         self.spawned += 1
         env = {**dict(env), "TMPDIR": str(self.dir)}
-        with open(self.dir / f"{framework}-{self.spawned}.log", "wb") as log:
-            proc = subprocess.Popen([python, "-m", "parity.worker", "--serve-loop"], stdin=subprocess.PIPE,
-                                    stdout=log, stderr=subprocess.STDOUT, env=env, text=True,
-                                    start_new_session=True)
+        log = self.dir / f"{framework}-{self.spawned}.log"
+        template = self._template(key, env) if self.max_templates and key not in self.no_template else None
+        if template is not None:
+            self.forked += 1
+            proc = template.fork(log)
+        else:
+            with open(log, "wb") as out:
+                proc = subprocess.Popen([python, "-m", "parity.worker", "--serve-loop"], stdin=subprocess.PIPE,
+                                        stdout=out, stderr=subprocess.STDOUT, env=env, text=True,
+                                        start_new_session=True)
         return PooledWorker(key, proc, fresh_because=self.why_next.pop(key, "first"))
+
+    def _template(self, key: tuple, env: dict) -> Template | None:
+        """The key's template (started at its first worker; one that died is started again), most
+        recently used last; beyond ``max_templates`` the least recently used is stopped."""
+        template = self.templates.pop(key, None)
+        if template is not None and not template.alive():
+            template.close()
+            template = None
+        if template is None:
+            framework, python, _, blocked = key
+            template = Template(framework, python, env, blocked, self.dir / f"{framework}-template-{self.spawned}.log")
+        self.templates[key] = template
+        while len(self.templates) > self.max_templates:
+            self.templates.pop(next(iter(self.templates))).close()
+        return template
 
     def give_back(self, worker: PooledWorker, ok: bool) -> None:
         """After a check: keep the worker for the next, or retire it (``ok`` False: it was killed or crashed)."""
@@ -153,6 +186,8 @@ class Pool:
     def _retire(self, worker: PooledWorker) -> None:
         from .executor import _kill
 
+        if isinstance(worker.proc, ForkedProc):
+            worker.proc.started(wait=60.0)  # its pid, once the template has forked it
         try:
             worker.proc.stdin.close()
         except OSError:
@@ -163,6 +198,9 @@ class Pool:
         for worker in self.idle:
             self._retire(worker)
         self.idle.clear()
+        for template in self.templates.values():
+            template.close()
+        self.templates.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EXIT_FRAMEWORK, ParityError, UsageError
-from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, SOCKET_ENV, Pool, PooledWorker, rss_bytes
+from .forkserver import ForkedProc, make_subreaper
+from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV, Pool, PooledWorker, rss_bytes
 
 VERSION = 1           # of the calls below; a client and a server must agree
 START_WAIT_S = 30.0   # how long `start` waits for a new server to answer
@@ -51,6 +52,7 @@ class Server:
         self.lent: dict[int, tuple[socket.socket, PooledWorker]] = {}
         self.procs: dict[int, subprocess.Popen] = {}  # every worker started: polled and killed by pid
         self.buffers: dict[socket.socket, bytes] = {}
+        self.deferred: list[tuple[socket.socket, dict, PooledWorker]] = []  # submits whose worker has no pid yet
         self.running = True
         self.alone_since = time.monotonic()
 
@@ -66,13 +68,14 @@ class Server:
         sel.register(listener, selectors.EVENT_READ)
         try:
             while self.running:
-                for key, _ in sel.select(timeout=0.5):
+                for key, _ in sel.select(timeout=0.01 if self.deferred else 0.5):
                     if key.fileobj is listener:
                         conn, _ = listener.accept()
                         sel.register(conn, selectors.EVENT_READ)
                         self.buffers[conn] = b""
                     else:
                         self._read(sel, key.fileobj)
+                self._answer_deferred(sel)
                 self._should_end()
         finally:
             for conn in list(self.buffers):
@@ -113,11 +116,39 @@ class Server:
                 answer = self._call(conn, json.loads(line))
             except Exception as e:  # a bad call fails that call, not the server
                 answer = {"error": f"{type(e).__name__}: {e}"}
-            try:
-                conn.sendall((json.dumps(answer) + "\n").encode())
-            except OSError:
-                self._drop(sel, conn)
+            if answer is not None and not self._send(sel, conn, answer):
                 return
+
+    def _send(self, sel, conn: socket.socket, answer: dict) -> bool:
+        try:
+            conn.sendall((json.dumps(answer) + "\n").encode())
+        except OSError:
+            self._drop(sel, conn)
+            return False
+        return True
+
+    def _answer_deferred(self, sel) -> None:
+        """Answer the submits whose forked worker now has its pid (its template finished importing);
+        one whose template failed goes to a plain worker instead."""
+        pending, self.deferred, waiting = self.deferred, [], []
+        for conn, msg, worker in pending:
+            if not worker.proc.started():
+                waiting.append((conn, msg, worker))
+            elif worker.proc.pid is None:
+                self.pool.no_template.add(worker.key)
+                self.pool.why_next[worker.key] = "its template could not fork it"
+                answer = self._call(conn, msg)
+                if answer is not None:
+                    self._send(sel, conn, answer)
+            else:
+                self._send(sel, conn, self._lend(conn, worker))
+        self.deferred = waiting + self.deferred
+
+    def _lend(self, conn: socket.socket, worker: PooledWorker) -> dict:
+        worker.info["pid"] = worker.proc.pid
+        self.lent[worker.proc.pid] = (conn, worker)
+        self.procs[worker.proc.pid] = worker.proc
+        return {"pid": worker.proc.pid, "info": worker.info}
 
     def _call(self, conn, msg: dict) -> dict:
         op = msg["op"]
@@ -126,9 +157,10 @@ class Server:
         if op == "submit":
             worker = self.pool.submit(msg["framework"], Path(msg["request"]), Path(msg["log"]), msg["env"],
                                       msg["python"], msg["cwd"], tuple(msg.get("blocked", ())))
-            self.lent[worker.proc.pid] = (conn, worker)
-            self.procs[worker.proc.pid] = worker.proc
-            return {"pid": worker.proc.pid, "info": worker.info}
+            if isinstance(worker.proc, ForkedProc) and not worker.proc.started():
+                self.deferred.append((conn, msg, worker))  # answered once forked (the template may be importing)
+                return None
+            return self._lend(conn, worker)
         if op in ("poll", "kill"):
             proc = self.procs[msg["pid"]]
             if op == "kill":
@@ -150,9 +182,11 @@ class Server:
 
     def status(self) -> dict:
         return {"settings": self.pool.settings(), "pid": os.getpid(), "clients": len(self.buffers),
-                "started": self.pool.spawned, "lent": len(self.lent),
+                "started": self.pool.spawned, "forked": self.pool.forked, "lent": len(self.lent),
                 "idle": [{"framework": w.key[0], "python": w.key[1], "pid": w.proc.pid, "checks": w.checks,
-                          "rss_bytes": rss_bytes(w.proc.pid)} for w in self.pool.idle]}
+                          "rss_bytes": rss_bytes(w.proc.pid)} for w in self.pool.idle],
+                "templates": [{"framework": k[0], "python": k[1], "pid": t.proc.pid, "rss_bytes": rss_bytes(t.proc.pid)}
+                              for k, t in self.pool.templates.items()]}
 
     def _forget_ended(self) -> None:
         for pid in [pid for pid, proc in self.procs.items() if pid not in self.lent and proc.poll() is not None]:
@@ -168,6 +202,9 @@ class Server:
                 del self.lent[pid]
                 self.pool.give_back(worker, False)
                 self.pool.why_next[worker.key] = "the process that held the last one ended during its check"
+        for _, _, worker in [d for d in self.deferred if d[0] is conn]:
+            self.pool.give_back(worker, False)
+        self.deferred = [d for d in self.deferred if d[0] is not conn]
 
 
 def _alive(pid: int) -> bool:
@@ -310,11 +347,12 @@ def answers(path: str) -> bool:
 
 
 def start(path: str | None = None, *, max_checks: int = MAX_CHECKS, max_rss_bytes: int = MAX_RSS_BYTES,
-          max_idle: int = MAX_IDLE, watch_pid: int | None = None, idle_exit: float | None = None) -> str:
+          max_idle: int = MAX_IDLE, max_templates: int = MAX_TEMPLATES, watch_pid: int | None = None,
+          idle_exit: float | None = None) -> str:
     """Start a server in its own session (it outlives this process) and return its socket once it answers."""
     from .pool import check_limits
 
-    check_limits(max_checks, max_rss_bytes, max_idle)
+    check_limits(max_checks, max_rss_bytes, max_idle, max_templates)
     path = os.path.abspath(path or str(Path(tempfile.mkdtemp(prefix="parity-pool-")) / "socket"))
     if answers(path):
         raise UsageError(f"a parity pool already answers at {path}",
@@ -327,7 +365,7 @@ def start(path: str | None = None, *, max_checks: int = MAX_CHECKS, max_rss_byte
             raise UsageError(f"{path} exists and is not a socket", "give --socket a new path")
         os.unlink(path)
     cmd = [sys.executable, "-m", "parity.pool_server", path, "--max-checks", str(max_checks),
-           "--max-rss-bytes", str(max_rss_bytes), "--max-idle", str(max_idle)]
+           "--max-rss-bytes", str(max_rss_bytes), "--max-idle", str(max_idle), "--max-templates", str(max_templates)]
     cmd += ["--watch-pid", str(watch_pid)] if watch_pid else []
     cmd += ["--idle-exit", str(idle_exit)] if idle_exit is not None else []
     with open(path + ".log", "wb") as log:
@@ -375,11 +413,15 @@ def main(argv=None) -> int:
     p.add_argument("--max-checks", type=int, default=MAX_CHECKS)
     p.add_argument("--max-rss-bytes", type=int, default=MAX_RSS_BYTES)
     p.add_argument("--max-idle", type=int, default=MAX_IDLE)
+    p.add_argument("--max-templates", type=int, default=MAX_TEMPLATES,
+                   help="templates that fork workers (parity.forkserver); 0: every worker a new interpreter")
     p.add_argument("--watch-pid", type=int, help="end when this process has ended")
     p.add_argument("--idle-exit", type=float, help="end after this many seconds without a client")
     args = p.parse_args(argv)
-    server = Server(args.socket, Pool(args.max_checks, args.max_rss_bytes, args.max_idle), args.watch_pid,
-                    args.idle_exit)
+    # Forked workers become this process's children once their template's middle process exits.
+    templates = args.max_templates if args.max_templates and make_subreaper() else 0
+    server = Server(args.socket, Pool(args.max_checks, args.max_rss_bytes, args.max_idle, templates),
+                    args.watch_pid, args.idle_exit)
 
     def end(*_):
         server.running = False

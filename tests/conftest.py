@@ -23,6 +23,9 @@ os.environ["PARITY_CACHE_DIR"] = "off"
 # three backends, pt@v5, and a second of the busiest for the other xdist worker (each 0.3-1 GiB idle; with
 # 10, six workers of a run were stopped when idle and started again; at least 13.5 GiB stayed available).
 TEST_POOL_IDLE = 14
+# Templates that fork its new workers (parity.forkserver): a run starts 80-odd workers of about 40 keys;
+# the most recently used 8 templates made 41 of them forks instead of interpreters (a replay of a run's keys).
+TEST_POOL_TEMPLATES = 8
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,7 +46,8 @@ def worker_pool(request):
     else:
         run, watch = f"{os.getpid()}-{os.urandom(4).hex()}", os.getpid()
     # No idle end: between this process's own checks only CLI subprocesses may be connected.
-    os.environ[pool.SOCKET_ENV] = path = pool_server.for_run(run, watch, idle_exit=None, max_idle=TEST_POOL_IDLE)
+    os.environ[pool.SOCKET_ENV] = path = pool_server.for_run(
+        run, watch, idle_exit=None, max_idle=TEST_POOL_IDLE, max_templates=TEST_POOL_TEMPLATES)
     yield path
     os.environ.pop(pool.SOCKET_ENV, None)
 

@@ -1,13 +1,17 @@
 """The worker pool (parity.pool): workers kept between checks, and isolation kept.
 
-Every check here runs pt, tf and flax in worker processes. A kept worker must give
-the same bits as a fresh one, for every framework, also after a crash; a crashed,
+Every check here runs pt, tf and flax in worker processes. A kept worker (forked
+from its key's template in a pool server, parity.forkserver) must give the same bits
+as a fresh interpreter, for every framework, also after a crash; a crashed,
 hung or timed-out worker is reported for its own check, in the words a fresh one
 gets, and replaced for the next; workers are recycled after N checks or above a
 memory threshold, and results.json says which worker served each framework.
 """
 
 from __future__ import annotations
+
+import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -44,12 +48,29 @@ def _served(res: dict) -> dict:
     return res["schedule"]["pool"]["workers"]
 
 
-def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, monkeypatch):
+@contextmanager
+def _server(path):
+    """A pool server of our own (its workers forked from templates, parity.forkserver) for the checks
+    inside; yields a function giving its status."""
+    from parity import pool_server
+
+    pool_server.start(str(path))
+    client = pool_server.SharedPool(str(path))
+    try:
+        with pool.use(client):
+            yield lambda: client.call("status")
+    finally:
+        client.close()
+        pool_server.stop(str(path))
+
+
+def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, monkeypatch, tmp_path):
+    """Kept workers forked from a template (a pool server's), against fresh interpreters."""
     with pool.use(None):  # no pool (also under the tests' shared one): one new process per framework
         fresh_pt, fresh_out = _check(tiny / "bert-pt")
         fresh_tf, fresh_tf_out = _check(tiny / "bert-tf")  # TF native; pt and flax converted from it
     assert "pool" not in fresh_pt["schedule"]
-    with pool.session() as p:
+    with _server(tmp_path / "p.sock") as status:
         first, first_out = _check(tiny / "bert-pt")
         assert {fw: w["check"] for fw, w in _served(first).items()} == {"pt": 1, "tf": 1, "flax": 1}
         assert {w["fresh_because"] for w in _served(first).values()} == {"first"}
@@ -79,14 +100,21 @@ def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, mon
         after, after_out = _check(tiny / "bert-pt")
         served = _served(after)
         assert served["tf"]["pid"] != _served(crashed)["tf"]["pid"]
-        assert served["tf"] == {"pid": served["tf"]["pid"], "check": 1, "fresh_because": "crashed or stopped"}
+        assert served["tf"] == {"pid": served["tf"]["pid"], "check": 1, "fresh_because": "crashed or stopped",
+                                "forked": True}  # from the template: milliseconds, no imports
         assert (served["pt"]["check"], served["flax"]["check"]) == (4, 5)
         assert after["passed"]
         _same_bits(fresh_out, after_out, ["pt", "tf", "flax"])
-        assert set(w["pid"] for w in served.values()) < set(pool.idle_pids())  # and bert-tf's pt
-        pids = pool.idle_pids()
-    assert p.idle == [] and not p.dir.exists()
-    assert not [pid for pid in pids if _alive(pid)]  # the session's end stops its workers
+        assert all(w["forked"] for r in (first, other, again, crashed, after) for w in _served(r).values())
+        now = status()
+        idle = {w["pid"] for w in now["idle"]}
+        assert set(w["pid"] for w in served.values()) < idle  # and bert-tf's pt
+        assert {t["framework"] for t in now["templates"]} == {"pt", "tf", "flax"}  # pt: two keys, two templates
+        pids = idle | {t["pid"] for t in now["templates"]}
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if _alive(pid)]  # the server's end stops its workers and templates
 
 
 def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny, monkeypatch):
@@ -103,6 +131,7 @@ def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny, monkeypatc
     assert [s["pt"]["check"] for s in served] == [1, 2, 1]
     assert served[2]["pt"]["pid"] != served[0]["pt"]["pid"] == served[1]["pt"]["pid"]
     assert served[2]["flax"]["fresh_because"] == "recycled after 2 checks"
+    assert not any(w["forked"] for s in served for w in s.values())  # a pool in this process starts interpreters
     assert runs[2]["schedule"]["pool"]["max_checks"] == 2
     assert all(r["passed"] for r in runs)
 

@@ -62,11 +62,16 @@ def test_checks_in_separate_commands_share_the_servers_workers(cli, tiny, tmp_pa
     assert list(fresh.values()) == ["stopped when idle: at most 2 idle workers are kept"], fourth
     assert all(w["check"] > 1 for fw, w in fourth.items() if fw not in fresh)
 
+    # Every worker was forked from its key's template (parity.forkserver), the templates are listed too.
+    assert all(w["forked"] for r in runs for w in r["workers"].values()), runs
     status = cli("pool", "status", env=env)
-    assert status.code == 0 and "2 idle" in status.out.splitlines()[0], status.out
-    idle = [line.split() for line in status.out.splitlines()[1:]]
+    head = status.out.splitlines()[0]
+    assert status.code == 0 and "2 idle" in head and "forked from" in head and "4 templates" in head, status.out
+    idle = [line.split() for line in status.out.splitlines()[1:] if "check(s)" in line]
+    templates = [line.split() for line in status.out.splitlines()[1:] if "template" in line]
     assert len(idle) == 2 and {line[0] for line in idle} <= {"pt", "tf", "flax"}, status.out
-    pids = [int(line[2]) for line in idle]
+    assert {line[0] for line in templates} == {"pt", "tf", "flax"}, status.out
+    pids = [int(line[2]) for line in idle + templates]
 
     stopped = cli("pool", "stop", env=env)
     assert stopped.code == 0 and stopped.out == f"stopped the parity pool at {own_pool}\n"

@@ -33,6 +33,7 @@ class Framework:
     worker_env: tuple = ()       # (name, value) defaults every worker gets (set before any import)
     cpu_only_env: tuple = ()     # (name, value) that keep it off the GPU for --device cpu (CUDA_VISIBLE_DEVICES aside)
     converts_from: tuple = ()    # frameworks transformers converts from directly (from_pt, from_tf, ...)
+    warm_imports: tuple = ()     # modules every load imports after ``requires``: a pool's template imports them (forkserver.py)
     idle_bytes: int = 700 << 20  # resident memory of a worker after its imports (schedule.py)
     float64_oracle: bool = False  # the runner can re-run in float64 (--explain's oracle)
     compile_cache: bool = False   # the runner keeps compiled ops in a persistent cache (conversion_cache.compile_dir)

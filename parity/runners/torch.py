@@ -15,6 +15,7 @@ DESCRIPTOR = Framework(
                   "pytorch_model.bin", "pytorch_model.bin.index.json"),
     native_file="model.safetensors", class_prefix="", auto_module="modeling_auto", auto_prefix="",
     use_env=("USE_TORCH",), converts_from=("tf", "flax"),
+    warm_imports=("transformers", "transformers.modeling_utils"),
     idle_bytes=400 << 20,  # measured ~0.3 GB after imports, tiny model loaded (2-core CPU machine, pinned stack)
     float64_oracle=True,
 )

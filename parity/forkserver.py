@@ -1,0 +1,248 @@
+"""Kept workers forked from a template that has already imported their framework (the pool server's).
+
+A template is ``python -m parity.forkserver FD`` started with one worker key's interpreter,
+environment and blocked modules (parity.pool). It imports what every worker of its framework
+imports first (the descriptor's ``requires`` and ``warm_imports``: torch and
+transformers.modeling_utils, ...), touching no device and running no op, then forks one worker
+per request: a new process with its own pid, session, stdin pipe and log, which starts
+``worker.serve_loop`` where a freshly started worker would be once its imports were done. A
+worker that crashes is replaced by another fork (milliseconds) instead of a new interpreter
+(3-6 CPU-seconds of imports).
+
+The template forks twice so that the worker's parent is the pool server, a child subreaper
+(PR_SET_CHILD_SUBREAPER): the server polls, waits for and kills it as any child of its own, and
+the worker gets SIGKILL when the server dies (PR_SET_PDEATHSIG). Requests and answers are
+messages on a SOCK_SEQPACKET pair: the log path with the worker's stdin (a pipe's read end,
+passed as SCM_RIGHTS), answered by the worker's pid.
+
+Only a process that is a subreaper forks from templates (``make_subreaper``): the pool server.
+A pool inside a user's process (the plugin without xdist, the matrix) starts every worker as
+``python -m parity.worker --serve-loop``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+REPARENT_WAIT_S = 5.0  # how long a forked worker waits to become the server's child before it gives up
+
+
+def make_subreaper() -> bool:
+    """Linux: orphaned descendants of this process become its children (PR_SET_CHILD_SUBREAPER)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Template:
+    """The pool's handle on one template process: forks workers on request, in order."""
+
+    def __init__(self, framework: str, python: str, env: dict, blocked: tuple, log: Path):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [python, "-m", "parity.forkserver", str(theirs.fileno()), framework, ",".join(blocked)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                pass_fds=(theirs.fileno(),), start_new_session=True)
+        theirs.close()
+        self.sock = ours
+        self.sock.setblocking(False)
+        self.pending: deque[ForkedProc] = deque()  # asked for, pid not read yet (answers come in order)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def fork(self, log: Path) -> "ForkedProc":
+        """A worker writing to ``log``; its stdin is the returned proc's ``stdin``. The pid follows
+        once the template has finished its imports (``ForkedProc.pid`` is None until then)."""
+        read_end, write_end = os.pipe()
+        try:
+            socket.send_fds(self.sock, [json.dumps({"log": str(log)}).encode()], [read_end])
+        finally:
+            os.close(read_end)
+        proc = ForkedProc(self, os.fdopen(write_end, "w"))
+        self.pending.append(proc)
+        return proc
+
+    def read_answers(self, wait: float = 0.0) -> None:
+        """Give pending workers the pids the template has sent (waiting up to ``wait`` seconds for one);
+        a template that ended leaves them ended too."""
+        deadline = time.monotonic() + wait
+        while self.pending:
+            try:
+                answer = self.sock.recv(64)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.01)
+                continue
+            except OSError:
+                answer = b""
+            proc = self.pending.popleft()
+            if answer.isdigit():
+                proc.pid = int(answer)
+            else:  # the template died (or could not fork): the worker never existed
+                proc.returncode = -int(signal.SIGKILL)
+                proc.stdin.close()
+                for rest in self.pending:
+                    rest.returncode = -int(signal.SIGKILL)
+                    rest.stdin.close()
+                self.pending.clear()
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+class ForkedProc:
+    """The part of subprocess.Popen the pool, the server and the executor use, for a forked worker
+    (a child of this process, which is a subreaper)."""
+
+    def __init__(self, template: Template, stdin):
+        self.template, self.stdin = template, stdin
+        self.pid: int | None = None
+        self.returncode: int | None = None
+
+    def started(self, wait: float = 0.0) -> bool:
+        """Whether the pid is known (or the fork failed): ``wait`` seconds at most."""
+        if self.pid is None and self.returncode is None:
+            self.template.read_answers(wait)
+        return self.pid is not None or self.returncode is not None
+
+    def poll(self):
+        if self.returncode is None and self.started() and self.pid is not None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # not ours after all (no subreaper): it is gone to us
+                self.returncode = -int(signal.SIGKILL)
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"forked worker {self.pid}", timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.started(wait=60.0) and self.pid is not None and self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+# ---- the template process -----------------------------------------------------------------------------------
+
+def _warm(framework: str) -> None:
+    """What every worker of ``framework`` imports before it loads a model; a failure is left for the
+    worker to meet (and report) again, as a fresh worker would."""
+    import importlib
+
+    from .runners import registry, runner_class
+
+    fw = registry.get(framework)
+    try:
+        runner_class(framework)
+        for module in fw.requires + fw.warm_imports:
+            importlib.import_module(module)
+    except Exception:
+        pass
+
+
+def _become_worker(sock: socket.socket, stdin_fd: int, log: str, server: int) -> None:
+    """In the forked worker: own session, the pipe as stdin, ``log`` as stdout and stderr, the server
+    as parent (and its death as ours); then the serve loop, as ``parity.worker --serve-loop``."""
+    from .worker import die_with_parent, serve_loop
+
+    sock.close()
+    os.setsid()
+    os.dup2(stdin_fd, 0)
+    os.close(stdin_fd)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    deadline = time.monotonic() + REPARENT_WAIT_S
+    while os.getppid() != server:  # the middle process is about to exit: the subreaper adopts us
+        if time.monotonic() > deadline:
+            os._exit(1)
+        time.sleep(0.001)
+    die_with_parent()
+    if os.getppid() != server:  # the server died before the death signal was armed
+        os._exit(1)
+    code = 0
+    try:
+        serve_loop(os.fdopen(0, "r"))
+    except BaseException:  # as an uncaught exception ends a worker process: its traceback in the log
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main(argv=None) -> int:
+    import faulthandler
+
+    from .worker import block_imports, die_with_parent
+
+    argv = sys.argv[1:] if argv is None else argv
+    fd, framework, blocked = int(argv[0]), argv[1], [b for b in argv[2].split(",") if b]
+    server = os.getppid()
+    die_with_parent()
+    faulthandler.enable()  # as parity.worker's main: a native crash leaves its stack in the worker's log
+    block_imports(blocked)
+    _warm(framework)
+    sock = socket.socket(fileno=fd)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+        except OSError:
+            return 0
+        if not message:  # the pool closed its end
+            return 0
+        log = json.loads(message)["log"]
+        pid_in, pid_out = os.pipe()
+        middle = os.fork()
+        if middle == 0:
+            code = 1
+            try:
+                os.close(pid_in)
+                worker = os.fork()
+                if worker == 0:
+                    os.close(pid_out)
+                    _become_worker(sock, fds[0], log, server)
+                os.write(pid_out, str(worker).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(pid_out)
+        os.close(fds[0])
+        worker = os.read(pid_in, 32)
+        os.close(pid_in)
+        _, status = os.waitpid(middle, 0)
+        # Sent once the middle process is gone: the worker is the server's child by then, so its
+        # first waitpid already finds it.
+        sock.send(worker if worker.isdigit() and os.waitstatus_to_exitcode(status) == 0 else b"fork failed")
+
+
+if __name__ == "__main__":
+    code = main()
+    os._exit(code)
