@@ -239,10 +239,13 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
 def _kill(proc: subprocess.Popen) -> None:
     """SIGKILL the worker's whole process group (anything it started dies with it)."""
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+        if proc.pid is None:  # a kept worker its template has not forked yet: its pool kills it
             proc.kill()
+        else:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                proc.kill()
     proc.wait()
 
 
@@ -360,9 +363,18 @@ class _Workers:
             self.procs[fw] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self.started[fw] = time.monotonic()
-        (w / f"{fw}.pid").write_text(str(self.procs[fw].pid))  # for tests that kill a worker
+        self._note_pid(fw)
         self.state[fw] = "loading"  # shown at once: the batch is built before watch() looks again
         self.progress(fw, "loading")
+
+    def _note_pid(self, fw: str) -> None:
+        """``<fw>.pid`` in the workdir, for tests that kill a worker, once the pid is known (a kept worker's
+        follows its template's imports, parity.forkserver); results.json's ``schedule.pool`` gets it too."""
+        pid = self.procs[fw].pid
+        if pid is not None and not (self.workdir / f"{fw}.pid").exists():
+            (self.workdir / f"{fw}.pid").write_text(str(pid))
+            if fw in self._pool_info:  # a pool server's latest word on the worker (it may have replaced it)
+                self._pool_info[fw].update({**(getattr(self.procs[fw], "info", None) or {}), "pid": pid})
 
     def done(self, fw: str) -> bool:
         # A worker is done once its report exists (written last, atomically); its interpreter
@@ -391,6 +403,7 @@ class _Workers:
             time.sleep(0.05)
 
     def _show(self, fw: str) -> None:
+        self._note_pid(fw)
         if self.done(fw):
             now_state = "done" if (self.workdir / f"{fw}.json").exists() else "crashed"
             self.ended.setdefault(fw, time.monotonic())
@@ -410,6 +423,7 @@ class _Workers:
             report = self.workdir / f"{fw}.json"
             ok = proc.poll() is None and fw not in self.timed_out and report.exists() \
                 and WorkerReport.from_json(report.read_text()).status != "crashed"  # out of memory: retired
+            self._note_pid(fw)
             if not ok:
                 _kill(proc)
             self.pool.give_back(self.pooled.pop(fw), ok)

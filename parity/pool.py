@@ -168,6 +168,14 @@ class Pool:
             self.templates.pop(next(iter(self.templates))).close()
         return template
 
+    def no_more_templates(self, key: tuple, why: str) -> None:
+        """A template of ``key`` failed to fork a worker: it goes, and the key's workers are interpreters."""
+        self.no_template.add(key)
+        self.why_next[key] = why
+        template = self.templates.pop(key, None)
+        if template is not None:
+            template.close()
+
     def give_back(self, worker: PooledWorker, ok: bool) -> None:
         """After a check: keep the worker for the next, or retire it (``ok`` False: it was killed or crashed)."""
         if not ok or worker.proc.poll() is not None:

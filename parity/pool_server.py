@@ -4,11 +4,13 @@
 plugin under xdist (one pool for every xdist worker of a run) and this project's
 tests start ``python -m parity.pool_server SOCKET``. A process whose environment
 has PARITY_POOL_SOCKET=SOCKET sends each framework request there: the server
-hands it to an idle worker of the same key (pool.Pool) or starts one, and the
-client watches and reads that worker as it would its own (the report and output
-files; the pid for a kill). Only "still running?", "kill it" and "take it back"
-go over the socket: one JSON line per call and per answer, on a Unix socket only
-this user can open.
+hands it to an idle worker of the same key (pool.Pool) or starts one (forked
+from the key's template, parity.forkserver), lends it under a ticket at once, and
+the client watches and reads that worker as it would its own (the report and
+output files; the pid for a kill, once known: a forked worker has none while its
+template imports). Only "still running?", "kill it" and "take it back" go over
+the socket: one JSON line per call and per answer, on a Unix socket only this
+user can open.
 
 The server is one thread: a worker's PR_SET_PDEATHSIG fires when the *thread*
 that started it ends, and every call takes milliseconds. A client that goes away
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import itertools
 import json
 import os
 import selectors
@@ -39,7 +42,7 @@ from .errors import EXIT_FRAMEWORK, ParityError, UsageError
 from .forkserver import ForkedProc, make_subreaper
 from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV, Pool, PooledWorker, rss_bytes
 
-VERSION = 1           # of the calls below; a client and a server must agree
+VERSION = 2           # of the calls below; a client and a server must agree (2: workers lent by ticket)
 START_WAIT_S = 30.0   # how long `start` waits for a new server to answer
 RUN_IDLE_EXIT_S = 60  # a pool shared by one pytest run ends this long after its last client left
 
@@ -49,10 +52,11 @@ class Server:
 
     def __init__(self, path: str, pool: Pool, watch_pid: int | None = None, idle_exit: float | None = None):
         self.path, self.pool, self.watch_pid, self.idle_exit = path, pool, watch_pid, idle_exit
-        self.lent: dict[int, tuple[socket.socket, PooledWorker]] = {}
-        self.procs: dict[int, subprocess.Popen] = {}  # every worker started: polled and killed by pid
+        # ticket -> (client, worker, its submit call): a forked worker's pid follows its template's imports
+        self.lent: dict[int, tuple[socket.socket, PooledWorker, dict]] = {}
+        self.procs: dict[int, subprocess.Popen] = {}  # ticket -> every worker lent: polled and killed by ticket
+        self.tickets = itertools.count(1)
         self.buffers: dict[socket.socket, bytes] = {}
-        self.deferred: list[tuple[socket.socket, dict, PooledWorker]] = []  # submits whose worker has no pid yet
         self.running = True
         self.alone_since = time.monotonic()
 
@@ -68,14 +72,13 @@ class Server:
         sel.register(listener, selectors.EVENT_READ)
         try:
             while self.running:
-                for key, _ in sel.select(timeout=0.01 if self.deferred else 0.5):
+                for key, _ in sel.select(timeout=0.5):
                     if key.fileobj is listener:
                         conn, _ = listener.accept()
                         sel.register(conn, selectors.EVENT_READ)
                         self.buffers[conn] = b""
                     else:
                         self._read(sel, key.fileobj)
-                self._answer_deferred(sel)
                 self._should_end()
         finally:
             for conn in list(self.buffers):
@@ -116,60 +119,35 @@ class Server:
                 answer = self._call(conn, json.loads(line))
             except Exception as e:  # a bad call fails that call, not the server
                 answer = {"error": f"{type(e).__name__}: {e}"}
-            if answer is not None and not self._send(sel, conn, answer):
+            try:
+                conn.sendall((json.dumps(answer) + "\n").encode())
+            except OSError:
+                self._drop(sel, conn)
                 return
-
-    def _send(self, sel, conn: socket.socket, answer: dict) -> bool:
-        try:
-            conn.sendall((json.dumps(answer) + "\n").encode())
-        except OSError:
-            self._drop(sel, conn)
-            return False
-        return True
-
-    def _answer_deferred(self, sel) -> None:
-        """Answer the submits whose forked worker now has its pid (its template finished importing);
-        one whose template failed goes to a plain worker instead."""
-        pending, self.deferred, waiting = self.deferred, [], []
-        for conn, msg, worker in pending:
-            if not worker.proc.started():
-                waiting.append((conn, msg, worker))
-            elif worker.proc.pid is None:
-                self.pool.no_template.add(worker.key)
-                self.pool.why_next[worker.key] = "its template could not fork it"
-                answer = self._call(conn, msg)
-                if answer is not None:
-                    self._send(sel, conn, answer)
-            else:
-                self._send(sel, conn, self._lend(conn, worker))
-        self.deferred = waiting + self.deferred
-
-    def _lend(self, conn: socket.socket, worker: PooledWorker) -> dict:
-        worker.info["pid"] = worker.proc.pid
-        self.lent[worker.proc.pid] = (conn, worker)
-        self.procs[worker.proc.pid] = worker.proc
-        return {"pid": worker.proc.pid, "info": worker.info}
 
     def _call(self, conn, msg: dict) -> dict:
         op = msg["op"]
         if op == "hello":
             return {"version": VERSION, "settings": self.pool.settings(), "pid": os.getpid()}
         if op == "submit":
-            worker = self.pool.submit(msg["framework"], Path(msg["request"]), Path(msg["log"]), msg["env"],
-                                      msg["python"], msg["cwd"], tuple(msg.get("blocked", ())))
-            if isinstance(worker.proc, ForkedProc) and not worker.proc.started():
-                self.deferred.append((conn, msg, worker))  # answered once forked (the template may be importing)
-                return None
-            return self._lend(conn, worker)
+            worker = self._submit(msg)
+            ticket = next(self.tickets)
+            self.lent[ticket], self.procs[ticket] = (conn, worker, msg), worker.proc
+            return {"ticket": ticket, "pid": worker.proc.pid, "info": worker.info}
         if op in ("poll", "kill"):
-            proc = self.procs[msg["pid"]]
+            proc = self._proc(msg["ticket"])
             if op == "kill":
                 from .executor import _kill
 
+                if isinstance(proc, ForkedProc):
+                    proc.started(wait=60.0)  # its pid, once the template has forked it
                 _kill(proc)
-            return {"returncode": proc.poll()}
+            lent = self.lent.get(msg["ticket"])
+            if lent is not None:
+                lent[1].info["pid"] = proc.pid
+            return {"returncode": proc.poll(), "pid": proc.pid, "info": lent[1].info if lent else None}
         if op == "give_back":
-            _, worker = self.lent.pop(msg["pid"])
+            _, worker, _ = self.lent.pop(msg["ticket"])
             self.pool.give_back(worker, bool(msg["ok"]))
             self._forget_ended()
             return {}
@@ -180,6 +158,22 @@ class Server:
             return {}
         raise ValueError(f"unknown call {op!r}")
 
+    def _submit(self, msg: dict) -> PooledWorker:
+        return self.pool.submit(msg["framework"], Path(msg["request"]), Path(msg["log"]), msg["env"], msg["python"],
+                                msg["cwd"], tuple(msg.get("blocked", ())))
+
+    def _proc(self, ticket: int):
+        """The worker of ``ticket``; one whose template could not fork it is replaced by a new interpreter
+        that takes the same request (the template's key starts interpreters from then on)."""
+        proc = self.procs[ticket]
+        if isinstance(proc, ForkedProc) and ticket in self.lent and proc.started() and proc.pid is None:
+            conn, worker, msg = self.lent[ticket]
+            self.pool.no_more_templates(worker.key, "its template could not fork it")
+            worker = self._submit(msg)
+            self.lent[ticket], self.procs[ticket] = (conn, worker, msg), worker.proc
+            proc = worker.proc
+        return proc
+
     def status(self) -> dict:
         return {"settings": self.pool.settings(), "pid": os.getpid(), "clients": len(self.buffers),
                 "started": self.pool.spawned, "forked": self.pool.forked, "lent": len(self.lent),
@@ -189,22 +183,19 @@ class Server:
                               for k, t in self.pool.templates.items()]}
 
     def _forget_ended(self) -> None:
-        for pid in [pid for pid, proc in self.procs.items() if pid not in self.lent and proc.poll() is not None]:
-            del self.procs[pid]
+        for ticket in [t for t, proc in self.procs.items() if t not in self.lent and proc.poll() is not None]:
+            del self.procs[ticket]
 
     def _drop(self, sel, conn: socket.socket) -> None:
         """A client left: workers it still held may be part-way through its request; they go."""
         sel.unregister(conn)
         conn.close()
         self.buffers.pop(conn, None)
-        for pid, (holder, worker) in list(self.lent.items()):
+        for ticket, (holder, worker, _) in list(self.lent.items()):
             if holder is conn:
-                del self.lent[pid]
+                del self.lent[ticket]
                 self.pool.give_back(worker, False)
                 self.pool.why_next[worker.key] = "the process that held the last one ended during its check"
-        for _, _, worker in [d for d in self.deferred if d[0] is conn]:
-            self.pool.give_back(worker, False)
-        self.deferred = [d for d in self.deferred if d[0] is not conn]
 
 
 def _alive(pid: int) -> bool:
@@ -231,14 +222,18 @@ class Borrowed:
 
 
 class RemoteProc:
-    """The part of subprocess.Popen the executor uses, for a worker the server started."""
+    """The part of subprocess.Popen the executor uses, for a worker the server lent under ``ticket``.
+    ``pid`` is None until the server knows it (a forked worker whose template is still importing)."""
 
-    def __init__(self, pool: "SharedPool", pid: int):
-        self.pool, self.pid, self.returncode = pool, pid, None
+    def __init__(self, pool: "SharedPool", ticket: int, pid: int | None, info: dict):
+        self.pool, self.ticket, self.pid, self.returncode = pool, ticket, pid, None
+        self.info = info  # the server's record of the worker (pool.PooledWorker.info), as of the last answer
 
     def poll(self):
         if self.returncode is None:
-            self.returncode = self.pool.call("poll", pid=self.pid)["returncode"]
+            answer = self.pool.call("poll", ticket=self.ticket)
+            self.returncode, self.pid = answer["returncode"], answer["pid"] or self.pid
+            self.info = answer["info"] or self.info
         return self.returncode
 
     def wait(self, timeout: float | None = None):
@@ -250,7 +245,8 @@ class RemoteProc:
         return self.returncode
 
     def kill(self) -> None:
-        self.returncode = self.pool.call("kill", pid=self.pid)["returncode"]
+        answer = self.pool.call("kill", ticket=self.ticket)
+        self.returncode, self.pid = answer["returncode"], answer["pid"] or self.pid
 
 
 class PoolGone(ParityError):
@@ -316,10 +312,10 @@ class SharedPool:
                cwd: str | None = None, blocked: tuple = ()) -> Borrowed:
         answer = self.call("submit", framework=framework, request=str(request), log=str(log), env=dict(env),
                            python=python or sys.executable, cwd=cwd or os.getcwd(), blocked=list(blocked))
-        return Borrowed(RemoteProc(self, answer["pid"]), answer["info"])
+        return Borrowed(RemoteProc(self, answer["ticket"], answer["pid"], answer["info"]), answer["info"])
 
     def give_back(self, worker: Borrowed, ok: bool) -> None:
-        self.call("give_back", pid=worker.proc.pid, ok=bool(ok))
+        self.call("give_back", ticket=worker.proc.ticket, ok=bool(ok))
 
     def close(self) -> None:
         self.reader.close()

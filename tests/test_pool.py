@@ -10,6 +10,7 @@ memory threshold, and results.json says which worker served each framework.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 
@@ -115,6 +116,45 @@ def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, mon
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in pids if _alive(pid)]  # the server's end stops its workers and templates
+
+
+def test_a_template_that_dies_before_it_forks_leaves_the_request_to_a_new_interpreter(tiny, tmp_path):
+    """parity.forkserver: a worker is lent at once under a ticket while its template imports; when the
+    template dies first, the server gives the same request to a new interpreter and says so."""
+    import signal
+    import threading
+
+    from parity import pool_server
+
+    sock = tmp_path / "p.sock"
+    killed = []
+
+    def kill_the_first_template():
+        probe = pool_server.SharedPool(str(sock))
+        try:
+            deadline = time.monotonic() + 60
+            while len(killed) < 2 and time.monotonic() < deadline:  # pt's and flax's
+                for template in probe.call("status")["templates"]:
+                    if template["pid"] not in killed:
+                        os.kill(template["pid"], signal.SIGKILL)  # mid-import: it has forked nothing
+                        killed.append(template["pid"])
+                time.sleep(0.005)
+        finally:
+            probe.close()
+
+    with _server(sock) as status:
+        killer = threading.Thread(target=kill_the_first_template)
+        killer.start()
+        res, _ = _check(tiny / "bert-pt", frameworks="pt,flax")
+        killer.join()
+        after, _ = _check(tiny / "bert-pt", frameworks="pt,flax")  # the idle workers again
+        now = status()
+    assert len(killed) == 2 and res["passed"], res["frameworks"]
+    for fw in ("pt", "flax"):
+        assert _served(res)[fw] == {"pid": _served(res)[fw]["pid"], "check": 1, "forked": False,
+                                    "fresh_because": "its template could not fork it"}, _served(res)
+        assert _served(after)[fw]["pid"] == _served(res)[fw]["pid"] and _served(after)[fw]["check"] == 2
+    assert (now["started"], now["forked"], now["templates"]) == (4, 2, [])
 
 
 def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny, monkeypatch):
