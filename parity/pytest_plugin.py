@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from .atomic import write_atomic
-from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, SOCKET_ENV, Pool, enabled_by_env
+from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV, Pool, enabled_by_env
 
 MARKER_KEYS = {"checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file", "batch_size",
                "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances", "inline", "baseline"}
@@ -49,6 +49,9 @@ def pytest_addoption(parser):
                 help="resident memory (MiB) above which an idle kept worker is replaced (default 4096)")
     g.addoption("--parity-pool-max-idle", metavar="N", type=int, default=None,
                 help=f"idle kept workers at most; the least recently used beyond it stops (default {MAX_IDLE})")
+    g.addoption("--parity-pool-max-templates", metavar="N", type=int, default=None,
+                help="under xdist: processes kept with a framework imported that fork new kept workers "
+                     f"(parity.forkserver; default {MAX_TEMPLATES}, 0: none)")
 
 
 def pytest_configure(config):
@@ -212,7 +215,10 @@ def _session_pool(config, inline: bool):
         if os.environ.get(SOCKET_ENV):  # a pool shared already (`parity pool start`, an outer run)
             config.stash[_POOL] = os.environ[SOCKET_ENV]
         elif hasattr(config, "workerinput"):  # an xdist worker: one pool for every worker of the run here
-            config.stash[_POOL] = pool_server.for_run(config.workerinput["testrunuid"], os.getppid(), **limits)
+            templates = config.getoption("parity_pool_max_templates")
+            config.stash[_POOL] = pool_server.for_run(
+                config.workerinput["testrunuid"], os.getppid(),
+                max_templates=MAX_TEMPLATES if templates is None else templates, **limits)
         else:
             config.stash[_POOL] = Pool(**limits)
     kept = config.stash[_POOL]

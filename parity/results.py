@@ -313,9 +313,10 @@ class Results(Record):
                                   "comparison)", None, omit_none=True)
     schedule: dict | None = key("worker mode only: whether the workers ran side by side and why, and when each "
                                 "started and ended (schedule.py); with workers kept between checks, `pool`: "
-                                "`max_checks`, `max_rss_bytes`, `max_idle`, `shared` (the socket of a pool "
-                                "server, when one lent the workers) and per framework the worker's `pid`, `check` "
-                                "(1: a fresh process) and `fresh_because` (parity.pool)", None, omit_none=True)
+                                "`max_checks`, `max_rss_bytes`, `max_idle`, `max_templates` (parity.forkserver; 0 in "
+                                "a pool inside the checking process), `shared` (the socket of a pool server, when "
+                                "one lent the workers) and per framework the worker's `pid`, `check` (1: a fresh "
+                                "process), `fresh_because` and `forked` (from a template) (parity.pool)", None, omit_none=True)
     reference_used: dict | None = key("`requested` (--reference), `framework` (the one the comparisons are judged "
                                       "against: the requested one, or the next framework in --frameworks order that "
                                       "ran when it could not; null when no pair could be compared), `reason` (why "

@@ -137,12 +137,15 @@ def test_xdist_workers_of_a_run_share_one_pool_that_ends_with_the_run(pytester, 
     monkeypatch.delenv("PARITY_POOL_SOCKET", raising=False)  # not the tests' pool: the run starts its own
     _suite(pytester, tiny)
     r = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--dist", "loadgroup", "parity.toml",
-                                      "--parity-report-dir", "rep", timeout=900)
+                                      "--parity-report-dir", "rep", "--parity-pool-max-templates", "2", timeout=900)
     assert r.ret == 1, r.stdout.str()  # the altered check fails, the others pass
     pools = {p.parent.name: json.loads(p.read_text())["schedule"]["pool"]
              for p in (pytester.path / "rep").glob("*/results.json")}
     assert sorted(pools) == ["altered", "tf-weights", "tiny"]
     (shared,) = {p["shared"] for p in pools.values()}  # one server for both xdist workers
+    # its workers forked from templates (parity.forkserver), at most two of them kept
+    assert {p["max_templates"] for p in pools.values()} == {2}
+    assert all(w["forked"] for p in pools.values() for w in p["workers"].values()), pools
     assert Path(shared).name.startswith("parity-pool-")
     # Every check's flax worker is a plain one (the TF weights are bridged by the PyTorch worker): with at
     # most two checks at once, the third borrows a worker an earlier check gave back.
