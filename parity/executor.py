@@ -369,7 +369,8 @@ class _Workers:
 
     def _note_pid(self, fw: str) -> None:
         """``<fw>.pid`` in the workdir, for tests that kill a worker, once the pid is known (a kept worker's
-        follows its template's imports, parity.forkserver); results.json's ``schedule.pool`` gets it too."""
+        follows its template's imports, parity.forkserver); results.json's ``schedule.pool`` takes the
+        pool's record of the worker then, once."""
         pid = self.procs[fw].pid
         if pid is not None and not (self.workdir / f"{fw}.pid").exists():
             (self.workdir / f"{fw}.pid").write_text(str(pid))
@@ -426,6 +427,7 @@ class _Workers:
             self._note_pid(fw)
             if not ok:
                 _kill(proc)
+                self._note_pid(fw)  # a kept worker killed before its pid was known gets it (or None) here
             self.pool.give_back(self.pooled.pop(fw), ok)
 
     def close_logs(self) -> None:

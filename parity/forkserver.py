@@ -65,40 +65,44 @@ class Template:
 
     def fork(self, log: Path) -> "ForkedProc":
         """A worker writing to ``log``; its stdin is the returned proc's ``stdin``. The pid follows
-        once the template has finished its imports (``ForkedProc.pid`` is None until then)."""
+        once the template has finished its imports (``ForkedProc.pid`` is None until then).
+        OSError: the template could not be asked (it died)."""
         read_end, write_end = os.pipe()
         try:
             socket.send_fds(self.sock, [json.dumps({"log": str(log)}).encode()], [read_end])
+        except OSError:
+            os.close(write_end)
+            raise
         finally:
             os.close(read_end)
         proc = ForkedProc(self, os.fdopen(write_end, "w"))
         self.pending.append(proc)
         return proc
 
-    def read_answers(self, wait: float = 0.0) -> None:
-        """Give pending workers the pids the template has sent (waiting up to ``wait`` seconds for one);
-        a template that ended leaves them ended too."""
-        deadline = time.monotonic() + wait
+    def read_answers(self) -> None:
+        """Give pending workers the pids the template has sent so far, without waiting. A worker that
+        was killed before its pid came (``cancelled``) is killed and reaped on arrival; a template
+        that ended leaves every pending worker ended."""
         while self.pending:
             try:
                 answer = self.sock.recv(64)
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return
-                time.sleep(0.01)
-                continue
+                return
             except OSError:
                 answer = b""
-            proc = self.pending.popleft()
-            if answer.isdigit():
-                proc.pid = int(answer)
-            else:  # the template died (or could not fork): the worker never existed
-                proc.returncode = -int(signal.SIGKILL)
-                proc.stdin.close()
-                for rest in self.pending:
-                    rest.returncode = -int(signal.SIGKILL)
-                    rest.stdin.close()
+            if not answer:  # the template died: none of the pending workers will exist
+                for proc in self.pending:
+                    proc.failed()
                 self.pending.clear()
+                return
+            proc = self.pending.popleft()
+            if not answer.isdigit():  # this one could not be forked
+                proc.failed()
+            elif proc.cancelled:
+                os.kill(int(answer), signal.SIGKILL)
+                os.waitpid(int(answer), 0)
+            else:
+                proc.pid = int(answer)
 
     def close(self) -> None:
         self.sock.close()
@@ -109,18 +113,23 @@ class Template:
 
 class ForkedProc:
     """The part of subprocess.Popen the pool, the server and the executor use, for a forked worker
-    (a child of this process, which is a subreaper)."""
+    (a child of this process, which is a subreaper). Nothing here waits for the template."""
 
     def __init__(self, template: Template, stdin):
         self.template, self.stdin = template, stdin
         self.pid: int | None = None
         self.returncode: int | None = None
+        self.cancelled = False  # killed before its pid came: killed on arrival (Template.read_answers)
 
-    def started(self, wait: float = 0.0) -> bool:
-        """Whether the pid is known (or the fork failed): ``wait`` seconds at most."""
+    def started(self) -> bool:
+        """Whether the pid is known, or the worker will never run (its fork failed, or it was killed)."""
         if self.pid is None and self.returncode is None:
-            self.template.read_answers(wait)
+            self.template.read_answers()
         return self.pid is not None or self.returncode is not None
+
+    def failed(self) -> None:
+        self.returncode = -int(signal.SIGKILL)
+        self.stdin.close()
 
     def poll(self):
         if self.returncode is None and self.started() and self.pid is not None:
@@ -142,7 +151,10 @@ class ForkedProc:
         return self.returncode
 
     def kill(self) -> None:
-        if self.started(wait=60.0) and self.pid is not None and self.poll() is None:
+        if not self.started():  # not forked yet: it never serves, and is killed when its pid comes
+            self.cancelled = True
+            self.failed()
+        elif self.pid is not None and self.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
 
 
@@ -170,6 +182,7 @@ def _become_worker(sock: socket.socket, stdin_fd: int, log: str, server: int) ->
     from .worker import die_with_parent, serve_loop
 
     sock.close()
+    sys.argv = [sys.modules["parity.worker"].__file__, "--serve-loop"]  # as `python -m parity.worker --serve-loop`
     os.setsid()
     os.dup2(stdin_fd, 0)
     os.close(stdin_fd)
@@ -219,6 +232,8 @@ def main(argv=None) -> int:
         if not message:  # the pool closed its end
             return 0
         log = json.loads(message)["log"]
+        sys.stdout.flush()  # nothing of the template's output is copied into a worker's log
+        sys.stderr.flush()
         pid_in, pid_out = os.pipe()
         middle = os.fork()
         if middle == 0:

@@ -1,7 +1,8 @@
 """Framework workers kept between checks: imports paid once per process that runs many checks.
 
-A pooled worker is ``python -m parity.worker --serve-loop`` (worker.serve_loop): it
-reads one request per line on stdin and answers as a one-shot worker does, with
+A pooled worker is ``python -m parity.worker --serve-loop`` (worker.serve_loop), or,
+in a pool server, the same loop forked from a template that imported its framework
+once (forkserver.py): it reads one request per line on stdin and answers as a one-shot worker does, with
 report and output files, so the executor watches and reads it the same way.
 Workers are keyed by framework, interpreter and environment (the modules a worker
 blocks follow from its environment's ``USE_*`` switches and are part of the key
@@ -143,10 +144,14 @@ class Pool:
         env = {**dict(env), "TMPDIR": str(self.dir)}
         log = self.dir / f"{framework}-{self.spawned}.log"
         template = self._template(key, env) if self.max_templates and key not in self.no_template else None
+        proc = None
         if template is not None:
-            self.forked += 1
-            proc = template.fork(log)
-        else:
+            try:
+                proc = template.fork(log)
+                self.forked += 1
+            except OSError:  # it died since _template looked
+                self.no_more_templates(key, self.why_next.get(key, "first"))
+        if proc is None:
             with open(log, "wb") as out:
                 proc = subprocess.Popen([python, "-m", "parity.worker", "--serve-loop"], stdin=subprocess.PIPE,
                                         stdout=out, stderr=subprocess.STDOUT, env=env, text=True,
@@ -164,9 +169,18 @@ class Pool:
             framework, python, _, blocked = key
             template = Template(framework, python, env, blocked, self.dir / f"{framework}-template-{self.spawned}.log")
         self.templates[key] = template
-        while len(self.templates) > self.max_templates:
-            self.templates.pop(next(iter(self.templates))).close()
+        # Beyond max_templates the least recently used goes, but never one still importing for a worker
+        # it owes (the pool keeps more for a moment instead).
+        spare = [k for k, t in self.templates.items() if not t.pending and k != key]
+        for k in spare[:max(0, len(self.templates) - self.max_templates)]:
+            self.templates.pop(k).close()
         return template
+
+    def tick(self) -> None:
+        """Read the pids templates have sent (a worker killed before its pid came is killed on arrival)."""
+        for template in self.templates.values():
+            if template.pending:
+                template.read_answers()
 
     def no_more_templates(self, key: tuple, why: str) -> None:
         """A template of ``key`` failed to fork a worker: it goes, and the key's workers are interpreters."""
@@ -194,8 +208,6 @@ class Pool:
     def _retire(self, worker: PooledWorker) -> None:
         from .executor import _kill
 
-        if isinstance(worker.proc, ForkedProc):
-            worker.proc.started(wait=60.0)  # its pid, once the template has forked it
         try:
             worker.proc.stdin.close()
         except OSError:

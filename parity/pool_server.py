@@ -56,6 +56,7 @@ class Server:
         self.lent: dict[int, tuple[socket.socket, PooledWorker, dict]] = {}
         self.procs: dict[int, subprocess.Popen] = {}  # ticket -> every worker lent: polled and killed by ticket
         self.tickets = itertools.count(1)
+        self.reaped = 0.0  # when _reap_strays last looked
         self.buffers: dict[socket.socket, bytes] = {}
         self.running = True
         self.alone_since = time.monotonic()
@@ -79,6 +80,8 @@ class Server:
                         self.buffers[conn] = b""
                     else:
                         self._read(sel, key.fileobj)
+                self.pool.tick()
+                self._reap_strays()
                 self._should_end()
         finally:
             for conn in list(self.buffers):
@@ -139,9 +142,7 @@ class Server:
             if op == "kill":
                 from .executor import _kill
 
-                if isinstance(proc, ForkedProc):
-                    proc.started(wait=60.0)  # its pid, once the template has forked it
-                _kill(proc)
+                _kill(proc)  # one not forked yet is killed when its pid comes (ForkedProc.kill)
             lent = self.lent.get(msg["ticket"])
             if lent is not None:
                 lent[1].info["pid"] = proc.pid
@@ -181,6 +182,25 @@ class Server:
                           "rss_bytes": rss_bytes(w.proc.pid)} for w in self.pool.idle],
                 "templates": [{"framework": k[0], "python": k[1], "pid": t.proc.pid, "rss_bytes": rss_bytes(t.proc.pid)}
                               for k, t in self.pool.templates.items()]}
+
+    def _reap_strays(self) -> None:
+        """Orphans this subreaper adopted (a killed worker's own children, a killed template's middle
+        process) that have ended: reaped, so that a long-lived server keeps no zombies."""
+        if time.monotonic() - self.reaped < 1.0:
+            return
+        self.reaped = time.monotonic()
+        known = {proc.pid for proc in self.procs.values()} | {w.proc.pid for w in self.pool.idle} \
+            | {t.proc.pid for t in self.pool.templates.values()}
+        try:
+            children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+        except OSError:
+            return
+        for pid in map(int, children):
+            if pid not in known and not _alive(pid):
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
     def _forget_ended(self) -> None:
         for ticket in [t for t, proc in self.procs.items() if t not in self.lent and proc.poll() is not None]:
@@ -247,6 +267,7 @@ class RemoteProc:
     def kill(self) -> None:
         answer = self.pool.call("kill", ticket=self.ticket)
         self.returncode, self.pid = answer["returncode"], answer["pid"] or self.pid
+        self.info = answer["info"] or self.info
 
 
 class PoolGone(ParityError):
@@ -254,7 +275,7 @@ class PoolGone(ParityError):
 
 
 class PoolError(ParityError):
-    """The server could not do what a call asked (a worker it could not start, a pid it does not know)."""
+    """The server could not do what a call asked (a worker it could not start, a ticket it does not know)."""
 
     exit_code = EXIT_FRAMEWORK
 

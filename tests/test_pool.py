@@ -157,6 +157,24 @@ def test_a_template_that_dies_before_it_forks_leaves_the_request_to_a_new_interp
     assert (now["started"], now["forked"], now["templates"]) == (4, 2, [])
 
 
+def test_a_worker_stopped_before_its_template_forked_it_never_runs(tiny, tmp_path):
+    """A --timeout shorter than any framework's import: the check's workers are stopped while their
+    templates import (the server answers at once, it never waits for a template); each is killed when its
+    pid comes, and the next check forks new ones from the same templates."""
+    with _server(tmp_path / "p.sock") as status:
+        cut, _ = _check(tiny / "bert-pt", frameworks="pt,flax", timeout=0.2)
+        after, _ = _check(tiny / "bert-pt", frameworks="pt,flax")
+        now = status()
+    for fw in ("pt", "flax"):
+        run = cut["frameworks"][fw]
+        assert run["status"] == "crashed" and run["timed_out"] is True and run["signal"] == "SIGKILL", run
+        assert _served(cut)[fw]["pid"] is None  # it never ran
+        assert _served(after)[fw] == {"pid": _served(after)[fw]["pid"], "check": 1, "forked": True,
+                                      "fresh_because": "crashed or stopped"}
+    assert after["passed"]
+    assert (now["started"], now["forked"], len(now["templates"]), len(now["idle"])) == (4, 4, 2, 2), now
+
+
 def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny, monkeypatch):
     from parity import schedule
 

@@ -158,7 +158,7 @@ def test_a_call_cut_short_leaves_the_next_call_its_own_answer(own_pool):
         client.owed += 1
         assert client.call("hello")["version"] == pool_server.VERSION
         with pytest.raises(pool_server.PoolError, match="could not poll: KeyError"):
-            client.call("poll", pid=1)  # a pid the server never started: one line, exit 3, no traceback
+            client.call("poll", ticket=10**9)  # a ticket the server never gave: one line, exit 3, no traceback
         assert pool_server.PoolError("x").exit_code == 3
     finally:
         client.close()
