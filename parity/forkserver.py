@@ -45,6 +45,16 @@ def make_subreaper() -> bool:
         return False
 
 
+def wait_polling(proc, timeout: float | None, what: str, interval: float):
+    """Popen.wait for a process this one sees only through ``proc.poll()``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while proc.poll() is None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(what, timeout)
+        time.sleep(interval)
+    return proc.returncode
+
+
 class Template:
     """The pool's handle on one template process: forks workers on request, in order."""
 
@@ -143,12 +153,7 @@ class ForkedProc:
         return self.returncode
 
     def wait(self, timeout: float | None = None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"forked worker {self.pid}", timeout)
-            time.sleep(0.01)
-        return self.returncode
+        return wait_polling(self, timeout, f"forked worker {self.pid}", 0.01)
 
     def kill(self) -> None:
         if not self.started():  # not forked yet: it never serves, and is killed when its pid comes

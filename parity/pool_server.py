@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EXIT_FRAMEWORK, ParityError, UsageError
-from .forkserver import ForkedProc, make_subreaper
+from .forkserver import ForkedProc, make_subreaper, wait_polling
 from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV, Pool, PooledWorker, rss_bytes
 
 VERSION = 2           # of the calls below; a client and a server must agree (2: workers lent by ticket)
@@ -257,12 +257,7 @@ class RemoteProc:
         return self.returncode
 
     def wait(self, timeout: float | None = None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"pooled worker {self.pid}", timeout)
-            time.sleep(0.02)
-        return self.returncode
+        return wait_polling(self, timeout, f"pooled worker {self.pid}", 0.02)
 
     def kill(self) -> None:
         answer = self.pool.call("kill", ticket=self.ticket)
