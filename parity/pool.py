@@ -2,8 +2,8 @@
 
 A pooled worker is ``python -m parity.worker --serve-loop`` (worker.serve_loop), or,
 in a pool server, the same loop forked from a template that imported its framework
-once (forkserver.py): it reads one request per line on stdin and answers as a one-shot worker does, with
-report and output files, so the executor watches and reads it the same way.
+once (forkserver.py): it reads one request per line on stdin and answers as a
+one-shot worker does, with report and output files, so the executor watches and reads it the same way.
 Workers are keyed by framework, interpreter and environment (the modules a worker
 blocks follow from its environment's ``USE_*`` switches and are part of the key
 too), so a check that needs another set of frameworks gets a worker of its own.
@@ -139,7 +139,7 @@ class Pool:
         return worker or self._spawn(key)
 
     def _spawn(self, key: tuple) -> PooledWorker:
-        framework, python, env, blocked = key
+        framework, python, env, _ = key
         self.spawned += 1
         env = {**dict(env), "TMPDIR": str(self.dir)}
         log = self.dir / f"{framework}-{self.spawned}.log"
@@ -160,7 +160,7 @@ class Pool:
 
     def _template(self, key: tuple, env: dict) -> Template | None:
         """The key's template (started at its first worker; one that died is started again), most
-        recently used last; beyond ``max_templates`` the least recently used is stopped."""
+        recently used last; beyond ``max_templates`` the least recently used idle ones are stopped."""
         template = self.templates.pop(key, None)
         if template is not None and not template.alive():
             template.close()
