@@ -55,11 +55,11 @@ def test_encoder_decoder_agrees_in_tf_and_flax_generate_parts_at_step_0(gen):
 
     The forward comparisons' and PyTorch-vs-TF scores' verdicts are not asserted: this random model's logits sit
     at the edge of atol 1e-5 and which side of it depends on the CPU's kernels (on an AVX-only EPYC pt-vs-flax
-    logits differ by 1.66e-5 where 1.11e-5 would pass, pt-vs-tf scores by 1.42e-5; docs/development.md). The tokens
+    logits differ by 1.66e-5 and would need atol 1.11e-5, pt-vs-tf scores by 1.42e-5; docs/development.md). The tokens
     and the step-0 finding hold on every CPU measured."""
     data = _check(gen / "bert2bert", "pt,tf,flax")
-    for comp in data["comparisons"]:  # complete, whichever side of the tolerance each output lands
-        assert comp["outputs"] and all(o["error"] is None and o["mismatched"] < o["total"] for o in comp["outputs"])
+    for comp in data["comparisons"]:  # compared, whichever side of the tolerance each output lands
+        assert comp["outputs"] and all(o["error"] is None and o["total"] > 0 for o in comp["outputs"])
     tf, flax = data["generation"]
     assert tf["first_divergence_step"] is None
     assert all(r["equal"] and r["text"][0] == r["text"][1] for r in tf["rows"])
