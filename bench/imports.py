@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from parity.executor import child_env
-from parity.runners import blocked_packages
+from parity.execution.executor import child_env
+from parity.contracts.worker_imports import blocked_packages
 
 CLASSES = {"pt": "{}Model", "tf": "TF{}Model", "flax": "Flax{}Model"}
 NAMES = {"bert": "Bert", "bart": "Bart", "gpt2": "GPT2", "vit": "ViT", "t5": "T5"}
@@ -37,7 +37,7 @@ def script(frameworks: list, name: str, model_type: str | None = None) -> str:
         import json
         import tempfile
 
-        from parity.runners.base import LoadSpec
+        from parity.contracts.protocol import LoadSpec
 
         with tempfile.TemporaryDirectory(prefix="parity-imports-") as folder:
             Path(folder, "config.json").write_text(json.dumps({"model_type": model_type}))

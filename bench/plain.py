@@ -2,7 +2,7 @@
 
 ``python bench/plain.py CHECKPOINT OUT.json``: one process loads the PyTorch
 weights as PyTorch, TensorFlow (from_pt) and Flax (from_pt) models, runs the
-same tokenized batch as `parity check` (parity.inputs.DEFAULT_TEXTS, padded,
+same tokenized batch as `parity check` (parity.planning.batch.DEFAULT_TEXTS, padded,
 max_length 64) with hidden states and attentions, takes the max abs
 difference of every output against PyTorch with numpy, and writes a JSON
 summary with its stage timings. No worker processes, no cache, no masking of
@@ -51,7 +51,7 @@ def main(path: str, out_json: str) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer, FlaxAutoModel, TFAutoModel
 
-    from parity.inputs import DEFAULT_TEXTS
+    from parity.planning.batch import DEFAULT_TEXTS
     t = stage("imports", t)
 
     tok = AutoTokenizer.from_pretrained(path)

@@ -6,7 +6,7 @@ from TF weights only, a tiny ViT from Flax weights only, a tiny BERT base model
 bert-flax-altered: one layer of its Flax weights shifted, a FAIL). Every round runs,
 one after another so that drift in machine load hits all legs alike:
 
-  suite         pytest -n 2 --dist loadgroup over a parity.toml declaring the six (kept workers, parity.pool;
+  suite         pytest -n 2 --dist loadgroup over a parity.toml declaring the six (kept workers, parity.execution.pool;
                 --xdist N for another -n)
   suite-nopool  the same with --parity-no-pool (a fresh worker per framework and check)
   singles       the six `parity check` runs one after another (the sum is the leg's time)
@@ -92,7 +92,7 @@ def declare(folder: Path, ckpts: dict) -> Path:
 def measure(cmd: list, **kw) -> dict:
     """bench.sampler.measure plus the CPU seconds of the whole process tree (every descendant reaped).
 
-    The pool server an xdist worker starts (parity.pool_server) runs in a session of its own and
+    The pool server an xdist worker starts (parity.execution.pool_server) runs in a session of its own and
     outlives that worker by a moment: as a child subreaper this process inherits it and waits for
     it, so its CPU and its workers' count too."""
     import ctypes

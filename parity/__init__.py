@@ -10,6 +10,6 @@ __all__ = ["check", "__version__"]
 
 def check(path, **options):
     """See parity.api.check (imported lazily to keep `import parity` fast)."""
-    from .api import check as _check
+    from parity.api import check as _check
 
     return _check(path, **options)

@@ -1,3 +1,3 @@
-from .cli import run
+from parity.cli import run
 
 run()

@@ -8,20 +8,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import environments, inputs, tasks
-from .behaviour import compare as compare_behaviour
-from .behaviour import passed as behaviour_passed
-from .behaviour import requests
-from .checkpoint import Checkpoint
-from .compare import compare_pair
-from .config import CheckConfig
-from .errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, UsageError
-from .executor import RunInterrupted, execute
-from .outputs import group, model_order
-from .preflight import weights_dtype
-from .results import FrameworkEntry, Results, environment
-from .runners import registry
-from .runners.base import LoadSpec
+from parity.planning import environments, batch as inputs, tasks
+from parity.numerics.behaviour import compare as compare_behaviour
+from parity.numerics.behaviour import passed as behaviour_passed
+from parity.planning.behaviour import requests
+from parity.planning.checkpoint import Checkpoint
+from parity.numerics.compare import compare_pair
+from parity.planning.config import CheckConfig
+from parity.contracts.errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, UsageError
+from parity.execution.executor import RunInterrupted, execute
+from parity.contracts.outputs import group, model_order
+from parity.contracts.versions import has_auto_module, unavailable_reason
+from parity.planning.preflight import weights_dtype
+from parity.contracts.results import FrameworkEntry, Results, environment
+from parity.contracts import registry
+from parity.contracts.protocol import LoadSpec
 
 
 def check(path, **options) -> Results:
@@ -67,7 +68,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     _check_max_length(ckpt.config, cfg.max_length)
     envs = environments.resolve(cfg.frameworks, cfg.envs)  # probes each --env interpreter: bad ones end here
     if not cfg.inline:
-        from .pool import current
+        from parity.execution.pool import current
 
         current()  # PARITY_POOL_SOCKET naming no server ends here, before any worker
     missing = {fw: why for fw in cfg.frameworks if (why := _unavailable(fw, envs))}
@@ -79,7 +80,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     paths = paths or {}
     plans, folders = _plan(ckpt, cfg, [fw for fw in cfg.frameworks if classes[fw] and fw not in missing], paths)
     if cfg.report_dir:
-        from .report.write import check_writable
+        from parity.report.write import check_writable
 
         check_writable([cfg.report_dir], "--report-dir")
     fingerprint = ckpt.fingerprint(remember=cfg.cache)
@@ -116,7 +117,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     if outcome.interrupted:
         raise Interrupted(results, path)
     if cfg.save_replay:
-        from .replay import save
+        from parity.replay import save
 
         save(Path(cfg.save_replay), cfg, outcome.batch, results)
     return results
@@ -150,7 +151,7 @@ def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: 
             entry["status"], entry["error"] = "unavailable", missing[fw]
             continue
         if not classes[fw] and not tasks.catalog_readable(fw):
-            entry["status"], entry["error"] = "unavailable", registry.runner_class(fw).unavailable_reason()
+            entry["status"], entry["error"] = "unavailable", unavailable_reason(fw)
             continue
         if not classes[fw]:
             entry["status"] = "unsupported"
@@ -189,7 +190,7 @@ def _unavailable(fw: str, envs: dict) -> str | None:
 def _cannot_convert(plan, env) -> str | None:
     """transformers 5 loads PyTorch weights only: a conversion from a framework it no longer has cannot run there."""
     for src in filter(None, (plan.converted_from, plan.via)):
-        if not tasks.has_auto_module(registry.get(src).auto_module, env.transformers):
+        if not has_auto_module(registry.get(src).auto_module, env.transformers):
             return (f"the checkpoint has {src} weights only for it, and transformers {env.versions['transformers']}"
                     f"{_in(env)} cannot convert them (it has no {registry.get(src).label} classes); convert them "
                     f"under transformers 4 first: parity convert PATH OUT --to {registry.base(plan.framework)}")
@@ -208,7 +209,7 @@ class _Outcome:
     interrupted: bool
     code: int
     reference_used: dict | None = None
-    generation: list | None = None   # --generate: one entry per pair (parity.behaviour)
+    generation: list | None = None   # --generate: one entry per pair (parity.numerics.behaviour)
     pipeline: list | None = None     # --pipeline: likewise
 
 
@@ -223,7 +224,7 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
     run_info: dict = {}
     exports_dir = weights_dir
     if cfg.explain and exports_dir is None:
-        # --explain compares every framework's loaded weights tensor by tensor (parity.weights).
+        # --explain compares every framework's loaded weights tensor by tensor (parity.worker.weights).
         exports_dir = workdir / "weights"
         exports_dir.mkdir()
     stages = {"prepare": time.perf_counter() - t_start}
@@ -251,7 +252,7 @@ def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t
             _compare(cfg, runs, batch, comparisons, progress, baseline, used and used["framework"],
                      baseline_sources)
             if cfg.explain:
-                from .diagnose import diagnose
+                from parity.numerics.diagnose import diagnose
 
                 diagnosis = diagnose(comparisons, runs, fw_results, reference=(used or {}).get("framework")
                                      or cfg.reference,
@@ -317,7 +318,7 @@ def _labels(config: dict, limit: int = 50) -> dict | None:
 
 def _exports(folder: Path | None, runs: dict) -> dict:
     """The weight exports the workers wrote, by framework (for --explain's weights section)."""
-    from .weights import load
+    from parity.contracts.exports import load
 
     if folder is None:
         return {}
@@ -388,7 +389,7 @@ def _use_caches(fw: str, spec: LoadSpec, files: dict, env_versions: dict) -> Non
     """Point the spec at a cached conversion (or where to keep this one), and a framework that keeps
     compiled ops (Flax) at its compile cache. Conversions are keyed by the versions of the environment
     that runs them (``env_versions``)."""
-    from . import conversion_cache as cache
+    from parity.contracts import conversion_cache as cache
 
     base = cache.root() if spec.converted_from else None
     if base is not None:

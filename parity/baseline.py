@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import publish_dir, temp_dir
-from .config import CheckConfig
-from .errors import UsageError
-from .outputs import GROUPS, group
+from parity.contracts.atomic import publish_dir, temp_dir
+from parity.planning.config import CheckConfig
+from parity.contracts.errors import UsageError
+from parity.contracts.outputs import GROUPS, group
 
 SCHEMA_VERSION = 1
 KIND = "parity-baseline"
@@ -73,8 +73,8 @@ def record(cfg: CheckConfig, out, *, say=print):
     before any framework loads. Written to a temp folder, then renamed: a
     failed run leaves nothing half-written.
     """
-    from . import inputs, tasks
-    from .checkpoint import Checkpoint
+    from parity.planning import batch as inputs, tasks
+    from parity.planning.checkpoint import Checkpoint
 
     out = Path(out)
     if out.exists() and not (out / META).is_file():
@@ -97,7 +97,7 @@ def record(cfg: CheckConfig, out, *, say=print):
 
 def _record_into(tmp: Path, cfg: CheckConfig, batch):
     """Run the check and write the baseline's files into the folder ``tmp``; returns the Results."""
-    from .api import run_check
+    from parity.api import run_check
 
     kept: dict[str, list] = {}
 
@@ -183,7 +183,7 @@ class Baseline:
         return self._npz(self.meta["frameworks"][fw]["file"])
 
     def batch(self):
-        from .inputs import Batch
+        from parity.planning.batch import Batch
 
         inp = self.meta.get("inputs", {})
         arrays = self.inputs()
@@ -200,8 +200,8 @@ def compare(baseline: Baseline, *, path=None, frameworks=None, atol=None, rtol=N
     made under transformers 4, compared with PyTorch under 5). ``envs`` as CheckConfig's: ``pt@v5``
     runs under that interpreter and is judged against the pt recording.
     """
-    from .api import run_check
-    from .runners import registry
+    from parity.api import run_check
+    from parity.contracts import registry
 
     rec = baseline.meta["config"]
     chosen = frameworks or baseline.recorded
@@ -238,7 +238,7 @@ def check_inputs_fit(arrays: dict, path: str, meta: dict) -> None:
     """Refuse a checkpoint the recorded inputs cannot be fed to (another model, a smaller
     vocabulary or position table) before any framework loads: the run would fail inside
     every framework, or worse, index out of range silently on some."""
-    from .checkpoint import Checkpoint
+    from parity.planning.checkpoint import Checkpoint
 
     config = Checkpoint.open(path).config
     fix = "pass --checkpoint with the checkpoint the baseline was recorded from, or record a new baseline"

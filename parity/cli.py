@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, ParityError, UsageError
-from .runners import registry
-from .runners.registry import DEFAULT_KEYS, KEYS
+from parity.contracts.errors import EXIT_INTERRUPTED, EXIT_USAGE, ParityError, UsageError
+from parity.contracts import registry
+from parity.contracts.registry import DEFAULT_KEYS, KEYS
 
 # The parent process only tokenizes: keep transformers from importing torch/TF/JAX
 # there (seconds of import, memory). Workers get these variables removed again.
@@ -76,7 +76,7 @@ def _add_env(p) -> None:
 
 
 def _add_behaviour(p) -> None:
-    """--generate, --pipeline and the top-1 gate (parity.behaviour, parity.agreement)."""
+    """--generate, --pipeline and the top-1 gate (parity.numerics.behaviour, parity.numerics.agreement)."""
     p.add_argument("--generate", action="store_true",
                    help="also compare model.generate per framework: tokens, first diverging step, per-step "
                         "scores, text, and why they parted (causal-lm, seq2seq-lm, vision2seq, speech-seq2seq)")
@@ -100,7 +100,7 @@ def _add_replay(sub) -> None:
 
 
 def _add_format(p) -> None:
-    from .report.write import DEFAULT, FORMATS
+    from parity.report.write import DEFAULT, FORMATS
 
     p.add_argument("--format", default=DEFAULT, dest="formats",
                    help=f"comma list of {', '.join(FORMATS)} (default: {DEFAULT})")
@@ -147,13 +147,13 @@ def _add_convert(sub) -> None:
 
 
 def _cmd_convert(args) -> int:
-    from .config import DEFAULT_ATOL, DEFAULT_RTOL, _tolerance
+    from parity.planning.config import DEFAULT_ATOL, DEFAULT_RTOL, _tolerance
 
     if not args.inline:
         for key, value in QUIET_PARENT_ENV.items():
             os.environ.setdefault(key, value)
-    from .convert import convert
-    from .report import console
+    from parity.convert import convert
+    from parity.report import console
 
     results = convert(args.path, args.out, to=args.to, source=args.source, task=args.task, force=args.force,
                       verify=args.verify, weights_atol=_tolerance("weights-atol", args.weights_atol),
@@ -180,7 +180,7 @@ def _add_support(sub) -> None:
 
 def _cmd_support(args) -> int:
     if args.results:
-        from .report import support_page as support_report
+        from parity.report import support_page as support_report
 
         if not Path(args.results).is_dir():
             raise UsageError(f"results folder {args.results} does not exist",
@@ -191,11 +191,11 @@ def _cmd_support(args) -> int:
             raise UsageError(f"no results.json under {args.results}", "run parity check with --report-dir there first")
         text = support_report.render(found)
     else:
-        from .support_matrix import render
+        from parity.support_matrix import render
 
         text = render(args.format, int(args.min_frameworks))
     if args.output:
-        from .atomic import write_atomic
+        from parity.contracts.atomic import write_atomic
 
         try:
             write_atomic(args.output, text if text.endswith("\n") else text + "\n")
@@ -248,9 +248,9 @@ def _add_baseline(sub) -> None:
 
 
 def _cmd_record(args) -> int:
-    from .baseline import human, record
-    from .config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
-    from .report import console
+    from parity.baseline import human, record
+    from parity.planning.config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
+    from parity.report import console
 
     if not args.inline:
         for key, value in QUIET_PARENT_ENV.items():
@@ -269,8 +269,8 @@ def _cmd_record(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .baseline import Baseline, compare
-    from .report import write
+    from parity.baseline import Baseline, compare
+    from parity.report import write
 
     formats = write.parse_formats(args.formats)
 
@@ -313,14 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_support(sub)
     _add_baseline(sub)
-    from . import cli_pool
+    from parity import cli_pool
 
     cli_pool.add(sub)
     return parser
 
 
 def _cmd_check(args) -> int:
-    from .config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
+    from parity.planning.config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
 
     report_dir = args.report_dir or str(Path("reports") / (Path(args.path).resolve().name or "checkpoint"))
     cfg = CheckConfig(
@@ -340,9 +340,9 @@ def _cmd_check(args) -> int:
 
 def _run_and_print(cfg, batch, formats: str, *, verbose: bool) -> int:
     """Run, then write the reports from the saved results and print the console form."""
-    from .api import Interrupted, run_check
-    from .report import write
-    from .report.progress import Progress
+    from parity.api import Interrupted, run_check
+    from parity.report import write
+    from parity.report.progress import Progress
 
     formats = write.parse_formats(formats)
     if not cfg.inline:
@@ -374,7 +374,7 @@ def _run_and_print(cfg, batch, formats: str, *, verbose: bool) -> int:
 
 
 def _cmd_replay(args) -> int:
-    from .replay import load
+    from parity.replay import load
 
     cfg, batch, meta = load(Path(args.dir))
     cfg.report_dir = args.report_dir or str(Path(args.dir) / "replayed")
@@ -399,8 +399,8 @@ def _cmd_report(args) -> int:
     """Render saved results again; every file is read and rendered before anything is written."""
     import os
 
-    from .report import index, write
-    from .results import Results
+    from parity.report import index, write
+    from parity.contracts.results import Results
 
     formats = write.parse_formats(args.formats)
     paths = [Path(p) for p in args.results]
@@ -454,7 +454,7 @@ def main(argv=None) -> int:
     except ParityError as e:
         if debug:
             raise
-        from .report.console import clean
+        from parity.report.console import clean
 
         print(f"parity: error: {clean(e.one_line())}", file=sys.stderr)
         return e.exit_code

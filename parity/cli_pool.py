@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shlex
 
-from .errors import UsageError
-from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV
+from parity.contracts.errors import UsageError
+from parity.execution.pool_limits import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV
 
 
 def add(sub) -> None:
@@ -32,10 +32,10 @@ def add(sub) -> None:
 
 
 def run(args) -> int:
-    from . import pool_server
+    from parity.execution import pool_client
 
     if args.action == "start":
-        path = pool_server.start(args.socket, max_checks=args.max_checks, max_rss_bytes=args.max_rss << 20,
+        path = pool_client.start(args.socket, max_checks=args.max_checks, max_rss_bytes=args.max_rss << 20,
                                  max_idle=args.max_idle, max_templates=args.max_templates)
         print(f"export {SOCKET_ENV}={shlex.quote(path)}")
         return 0
@@ -43,10 +43,10 @@ def run(args) -> int:
     if not path:
         raise UsageError(f"no pool named: {SOCKET_ENV} is not set", "pass --socket PATH")
     if args.action == "stop":
-        pool_server.stop(path)
+        pool_client.stop(path)
         print(f"stopped the parity pool at {path}")
         return 0
-    status = pool_server.SharedPool(path)
+    status = pool_client.SharedPool(path)
     try:
         info = status.call("status")
     finally:
@@ -62,4 +62,6 @@ def run(args) -> int:
     for t in info["templates"]:
         rss = f"{t['rss_bytes'] >> 20} MiB" if t["rss_bytes"] else "?"
         print(f"  {t['framework']:<12} pid {t['pid']:<8} template      {rss:>9}  {t['python']}")
+    for n in info.get("not_forked", []):
+        print(f"  {n['framework']:<12} new interpreters: {n['why']}")
     return 0

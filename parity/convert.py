@@ -7,7 +7,7 @@
    renamed to OUT: OUT is complete or absent, never half-written.
 2. The proof: the source, loaded natively in its framework, and OUT, loaded
    natively in the target framework, run one batch (parity.api.run_check with
-   per-framework folders) and export their weights, which parity.weights
+   per-framework folders) and export their weights, which parity.worker.weights
    compares tensor by tensor (exact by default: conversion copies numbers).
 3. OUT/results.json: the check's results plus a ``conversion`` section.
 
@@ -24,18 +24,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import tasks
-from .api import run_check
-from .checkpoint import Checkpoint
-from .atomic import publish_dir
-from .config import FRAMEWORKS, CheckConfig
-from .runners import registry
-from .errors import EXIT_FRAMEWORK, EXIT_MISMATCH, EXIT_OK, FrameworkError, UsageError
-from .executor import save_converted
-from .results import Results
-from .runners import runner_class
-from .runners.base import LoadSpec
-from . import weights as weights_mod
+from parity.planning import tasks
+from parity.api import run_check
+from parity.planning.checkpoint import Checkpoint
+from parity.contracts.atomic import publish_dir
+from parity.planning.config import FRAMEWORKS, CheckConfig
+from parity.contracts import registry
+from parity.contracts.errors import EXIT_FRAMEWORK, EXIT_MISMATCH, EXIT_OK, FrameworkError, UsageError
+from parity.execution.executor import save_converted
+from parity.contracts.results import Results
+from parity.contracts.versions import unavailable_reason
+from parity.contracts.protocol import LoadSpec
+from parity.contracts.exports import load as load_export
+from parity.numerics.weights_diff import diff_weights
 
 
 
@@ -142,7 +143,7 @@ def convert(path, out, *, to: str, source: str = "auto", task: str | None = None
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference)
     cfg.task = task
     for fw in (src, target):
-        reason = runner_class(fw).unavailable_reason()
+        reason = unavailable_reason(fw)
         if reason:
             raise FrameworkError(f"{fw} is unavailable ({reason})", f"install parity[{registry.get(fw).extra}]")
     plan = ckpt.plan([target], src)[target]
@@ -162,7 +163,7 @@ def convert(path, out, *, to: str, source: str = "auto", task: str | None = None
         exports = {fw: Path(wdir) / f"{fw}.npz" for fw in (src, target)}
         comparison = None
         if all(p.exists() for p in exports.values()):
-            comparison = weights_mod.diff_weights(weights_mod.load(exports[src]), weights_mod.load(exports[target]),
+            comparison = diff_weights(load_export(exports[src]), load_export(exports[target]),
                                              atol=weights_atol)
 
     out_ckpt = Checkpoint.open(str(out))

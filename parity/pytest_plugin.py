@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from .atomic import write_atomic
-from .pool import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV, Pool, enabled_by_env
+from parity.contracts.atomic import write_atomic
+from parity.execution.pool import Pool, enabled_by_env
+from parity.execution.pool_limits import MAX_CHECKS, MAX_IDLE, MAX_RSS_BYTES, MAX_TEMPLATES, SOCKET_ENV
 
 MARKER_KEYS = {"checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file", "batch_size",
                "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances", "inline", "baseline"}
@@ -41,7 +42,7 @@ def pytest_addoption(parser):
     g.addoption("--parity-shard", metavar="I/N", help="run shard I of N (1-based): every check's pair items "
                 "stay in one shard, and N shards together run every test once (CI matrices)")
     g.addoption("--parity-no-pool", action="store_true", help="a fresh worker per framework and check "
-                "(default: one worker per framework and environment is kept between checks, parity.pool; "
+                "(default: one worker per framework and environment is kept between checks, parity.execution.pool; "
                 "under xdist every worker of the run shares one pool on its machine)")
     g.addoption("--parity-pool-max-checks", metavar="N", type=int, default=None,
                 help="checks one kept worker serves before it is replaced (default 50)")
@@ -51,7 +52,7 @@ def pytest_addoption(parser):
                 help=f"idle kept workers at most; the least recently used beyond it stops (default {MAX_IDLE})")
     g.addoption("--parity-pool-max-templates", metavar="N", type=int, default=None,
                 help="under xdist: processes kept with a framework imported that fork new kept workers "
-                     f"(parity.forkserver; default {MAX_TEMPLATES}, 0: none)")
+                     f"(parity.execution.forkserver; default {MAX_TEMPLATES}, 0: none)")
 
 
 def pytest_configure(config):
@@ -90,7 +91,7 @@ def pytest_collect_file(file_path: Path, parent):
     if file_path.name not in ("parity.toml", "pyproject.toml"):
         return None
     if file_path.name == "pyproject.toml" and (file_path.parent / "parity.toml").is_file():
-        return None  # parity.toml wins, as in parity.config.load_project
+        return None  # parity.toml wins, as in parity.planning.config.load_project
     if file_path.name == "pyproject.toml" and "[tool.parity" not in file_path.read_text(errors="replace"):
         return None
     return ParityFile.from_parent(parent, path=file_path)
@@ -98,8 +99,8 @@ def pytest_collect_file(file_path: Path, parent):
 
 class ParityFile(pytest.File):
     def collect(self):
-        from .config import load_project
-        from .errors import ParityError
+        from parity.planning.config import load_project
+        from parity.contracts.errors import ParityError
 
         try:
             _, checks = load_project(self.path.parent)
@@ -121,11 +122,11 @@ class ParityFile(pytest.File):
 
 
 def _pairs(entry: dict) -> list[tuple[str, str]]:
-    from .config import split_list
-    from .runners import registry
+    from parity.planning.config import split_list
+    from parity.contracts import registry
 
     if entry.get("baseline"):
-        from .baseline import Baseline
+        from parity.baseline import Baseline
 
         base = Baseline.open(entry["baseline"])
         fws = split_list(entry.get("frameworks")) or base.recorded
@@ -134,8 +135,8 @@ def _pairs(entry: dict) -> list[tuple[str, str]]:
     ref = registry.canonical(entry.get("reference", registry.KEYS[0]))
     pairs = [(ref, f) for f in fws if f != ref]
     if not pairs:  # the same one line `parity check` gives (one framework, or only the reference)
-        from .config import from_entry
-        from .errors import UsageError
+        from parity.planning.config import from_entry
+        from parity.contracts.errors import UsageError
 
         from_entry(entry)
         raise UsageError(f"check {entry.get('name')!r} compares nothing: frameworks {', '.join(fws)} with "
@@ -161,8 +162,8 @@ def run_entry(config, entry: dict):
     key = json.dumps(entry, sort_keys=True, default=str)
     if key in _cache:
         return _cache[key]
-    from .errors import ParityError
-    from .pool import use
+    from parity.contracts.errors import ParityError
+    from parity.execution.pool import use
 
     report_root = config.getoption("parity_report_dir")
     report_dir = str(Path(report_root) / _safe(entry["name"])) if report_root else None
@@ -180,20 +181,20 @@ def run_entry(config, entry: dict):
 
 def _run(entry: dict, report_dir: str | None, inline: bool):
     if entry.get("baseline"):
-        from .baseline import Baseline, compare
+        from parity.baseline import Baseline, compare
 
         base = Baseline.open(entry["baseline"])
         return compare(base, path=entry.get("checkpoint"), frameworks=entry.get("frameworks"),
                        atol=entry.get("atol"), rtol=entry.get("rtol"), tolerances=entry.get("tolerances"),
                        report_dir=report_dir, inline=inline, against=entry.get("against"), envs=entry.get("env"))
-    from .api import run_check
-    from .config import from_entry
+    from parity.api import run_check
+    from parity.planning.config import from_entry
 
     return run_check(from_entry(entry, report_dir=report_dir, inline=inline))
 
 
 def _write_reports(report_dir: Path, data: dict) -> None:
-    from .report import console, write
+    from parity.report import console, write
 
     write.write(data, ["html", "md", "junit"], report_dir)
     write.write_text(report_dir / "console.txt", console.render(data, verbose=True) + "\n")
@@ -203,27 +204,27 @@ _POOL = pytest.StashKey()
 
 
 def _session_pool(config, inline: bool):
-    """This process's worker pool (parity.pool), made at its first check in worker mode; None without one."""
+    """This process's worker pool (parity.execution.pool), made at its first check in worker mode; None without one."""
     if inline or config.getoption("parity_no_pool") or not enabled_by_env():
         return None
     if _POOL not in config.stash:
         mib, idle = config.getoption("parity_pool_max_rss"), config.getoption("parity_pool_max_idle")
         limits = {"max_checks": config.getoption("parity_pool_max_checks") or MAX_CHECKS,
                   "max_rss_bytes": mib << 20 if mib else MAX_RSS_BYTES, "max_idle": MAX_IDLE if idle is None else idle}
-        from . import pool_server
+        from parity.execution import pool_client
 
         if os.environ.get(SOCKET_ENV):  # a pool shared already (`parity pool start`, an outer run)
             config.stash[_POOL] = os.environ[SOCKET_ENV]
         elif hasattr(config, "workerinput"):  # an xdist worker: one pool for every worker of the run here
             templates = config.getoption("parity_pool_max_templates")
-            config.stash[_POOL] = pool_server.for_run(
+            config.stash[_POOL] = pool_client.for_run(
                 config.workerinput["testrunuid"], os.getppid(),
                 max_templates=MAX_TEMPLATES if templates is None else templates, **limits)
         else:
             config.stash[_POOL] = Pool(**limits)
     kept = config.stash[_POOL]
     if isinstance(kept, str):  # a server's socket: this process's connection, made again after a fork or a loss
-        from .pool_server import client
+        from parity.execution.pool_client import client
 
         return client(kept)
     return kept
@@ -241,7 +242,7 @@ def pair_failure(results: dict, pair: tuple) -> str | None:
 
     ``pair`` is (reference, candidate); ``"baseline"`` matches a framework's own recording. A pair
     that was not compared fails with the fault of the side that could not run."""
-    from .report import console
+    from parity.report import console
 
     ref, candidate = pair
     comp = _comparison(results, pair)
@@ -412,7 +413,7 @@ def pytest_testnodedown(node, error):
         if root not in target.parents or target.exists():
             continue  # outside the folder (never written), or the same machine already wrote it
         write_atomic(target, text)
-        from .results import Results
+        from parity.contracts.results import Results
 
         _write_reports(target.parent, Results.load(target).to_dict())
     for row in shipped["entries"]:
@@ -421,8 +422,8 @@ def pytest_testnodedown(node, error):
 
 def _index_html(root: Path, rows: list) -> None:
     """index.html over every check's report.html (one entry per results file, all workers)."""
-    from .report import index, write
-    from .results import Results
+    from parity.report import index, write
+    from parity.contracts.results import Results
 
     links = []
     for rel in dict.fromkeys(r["results"] for r in rows if r["results"]):
@@ -468,7 +469,7 @@ class ParityHelper:
 
     def check(self, checkpoint, **options):
         """Run a check (cached per process) and return its Results; raises UsageError on bad input."""
-        from .errors import ParityError
+        from parity.contracts.errors import ParityError
 
         entry = {"name": f"{self._item.name}:{Path(str(checkpoint)).name}", "checkpoint": str(checkpoint), **options}
         results = run_entry(self._item.config, entry)
@@ -496,7 +497,7 @@ def parity(request):
 
 
 def _marked_results(item, entry):
-    from .errors import ParityError
+    from parity.contracts.errors import ParityError
 
     results = run_entry(item.config, entry)
     if isinstance(results, ParityError):

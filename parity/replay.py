@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_atomic
-from .config import CheckConfig
-from .errors import UsageError
-from .inputs import Batch
+from parity.contracts.atomic import write_atomic
+from parity.planning.config import CheckConfig
+from parity.contracts.errors import UsageError
+from parity.contracts.batch import load_arrays
+from parity.planning.batch import Batch
 
 REPLAY_VERSION = 1
 
@@ -37,7 +38,7 @@ def load(folder: Path) -> tuple[CheckConfig, Batch, dict]:
         raise UsageError(f"{folder} holds no replay.json", "pass a folder written by parity check --save-replay DIR")
     try:
         meta = json.loads(meta_path.read_text())
-        arrays = Batch.load_arrays(Path(folder) / "batch.npz")
+        arrays = load_arrays(Path(folder) / "batch.npz")
     except (ValueError, OSError) as e:
         raise UsageError(f"replay in {folder} is unreadable ({e})", "save it again with --save-replay") from None
     if meta.get("replay_version") != REPLAY_VERSION:

@@ -6,8 +6,8 @@ follows the installed transformers and no framework is imported.
 
 from __future__ import annotations
 
-from . import tasks
-from .runners import registry
+from parity.planning import tasks
+from parity.contracts import registry
 
 FRAMEWORKS = registry.KEYS
 
@@ -34,7 +34,7 @@ def _cell(fws) -> str:
 
 def render(fmt: str = "text", min_frameworks: int = 2) -> str:
     """The support matrix as an aligned text table or Markdown."""
-    from .results import versions
+    from parity.contracts.versions import versions
 
     table = matrix(min_frameworks)
     used = [t for t in tasks.TASKS if any(t in row for row in table.values())]

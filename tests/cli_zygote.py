@@ -32,7 +32,7 @@ def _prepare() -> None:
     # What `parity check` sets before its own `import transformers` (the workers get them removed again).
     os.environ.update(cli.QUIET_PARENT_ENV)
     for name in ("transformers", "transformers.models.auto.tokenization_auto", "parity.api", "parity.baseline",
-                 "parity.convert", "parity.executor", "parity.pool_server", "parity.report.console",
+                 "parity.convert", "parity.execution.executor", "parity.execution.pool_client", "parity.report.console",
                  "parity.report.html", "parity.report.junit", "parity.report.markdown"):
         importlib.import_module(name)
 

@@ -23,7 +23,7 @@ os.environ["PARITY_CACHE_DIR"] = "off"
 # three backends, pt@v5, and a second of the busiest for the other xdist worker (each 0.3-1 GiB idle; with
 # 10, six workers of a run were stopped when idle and started again; at least 13.5 GiB stayed available).
 TEST_POOL_IDLE = 14
-# Templates that fork its new workers (parity.forkserver): a run starts 80-odd workers of about 40 keys;
+# Templates that fork its new workers (parity.execution.forkserver): a run starts 80-odd workers of about 40 keys;
 # the most recently used 8 templates made 41 of them forks instead of interpreters (a replay of a run's keys).
 TEST_POOL_TEMPLATES = 8
 
@@ -31,14 +31,14 @@ TEST_POOL_TEMPLATES = 8
 @pytest.fixture(scope="session", autouse=True)
 def worker_pool(request):
     """Every check of this test run, in this process or through the CLI in a subprocess, borrows its
-    framework workers from one pool (parity.pool_server, shared by the run's xdist workers through
+    framework workers from one pool (parity.execution.pool_server, shared by the run's xdist workers through
     PARITY_POOL_SOCKET): imports are paid once per framework and environment, not per check.
     tests/test_pool.py proves a kept worker gives a fresh one's bits. PARITY_TEST_POOL=0: a fresh
     worker per framework and check, as a user's single `parity check` gets."""
     if os.environ.get("PARITY_TEST_POOL", "1") == "0":
         yield None
         return
-    from parity import pool, pool_server
+    from parity.execution import pool, pool_client
 
     config = request.config
     if hasattr(config, "workerinput"):  # xdist: the run's id, and the controller to outlive
@@ -46,7 +46,7 @@ def worker_pool(request):
     else:
         run, watch = f"{os.getpid()}-{os.urandom(4).hex()}", os.getpid()
     # No idle end: between this process's own checks only CLI subprocesses may be connected.
-    os.environ[pool.SOCKET_ENV] = path = pool_server.for_run(
+    os.environ[pool.SOCKET_ENV] = path = pool_client.for_run(
         run, watch, idle_exit=None, max_idle=TEST_POOL_IDLE, max_templates=TEST_POOL_TEMPLATES)
     yield path
     os.environ.pop(pool.SOCKET_ENV, None)
@@ -56,7 +56,7 @@ def worker_pool(request):
 def pytester(pytester, monkeypatch):
     """pytester whose inner pytest sessions run in this run's environment: its HOME and no PYTHONPATH entry
     for their folder (their tests need neither), so their checks borrow this run's kept workers, which
-    parity.pool keys by the environment they start with, instead of starting a set of their own."""
+    parity.execution.pool keys by the environment they start with, instead of starting a set of their own."""
     for name in ("HOME", "USERPROFILE", "PY_COLORS"):
         if name in START_ENV:
             monkeypatch.setenv(name, START_ENV[name])

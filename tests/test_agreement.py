@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parity.agreement import applies, gate_threshold, metrics
-from parity.compare import compare_pair
-from parity.errors import UsageError
+from parity.numerics.agreement import applies, gate_threshold, metrics
+from parity.numerics.compare import compare_pair
+from parity.contracts.errors import UsageError
 
 
 def test_metrics_count_only_kept_positions():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from parity.atomic import publish_dir, remove_dir, temp_dir
+from parity.contracts.atomic import publish_dir, remove_dir, temp_dir
 
 
 def test_an_existing_folder_wins_unless_replaced(tmp_path):

@@ -1,4 +1,4 @@
-"""Tokenized batches are cached (parity.batch_cache): a re-check reads the same arrays back without
+"""Tokenized batches are cached (parity.planning.batch_cache): a re-check reads the same arrays back without
 importing transformers; a changed tokenizer file, other texts or a damaged entry tokenize again."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from parity import batch_cache, inputs
-from parity.checkpoint import Checkpoint
-from parity.runners import scipy_unused
-from parity.runners.base import LoadSpec
+from parity.planning import batch_cache, batch as inputs
+from parity.planning.checkpoint import Checkpoint
+from parity.contracts.worker_imports import scipy_unused
+from parity.contracts.protocol import LoadSpec
 
 
 def _build(folder, **kwargs):

@@ -89,7 +89,7 @@ def test_import_floor_script_imports_only_its_framework():
     import sys
 
     from bench.imports import script
-    from parity.executor import child_env
+    from parity.execution.executor import child_env
 
     code = script(["flax"], "Bert") + "\nprint(sorted(m for m in ('torch', 'tensorflow', 'jax') if sys.modules.get(m)))"
     out = subprocess.run([sys.executable, "-c", code], env=child_env("cpu", {"flax"}), capture_output=True,

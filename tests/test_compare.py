@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from parity.compare import compare_array, compare_pair, valid_mask
+from parity.numerics.compare import compare_array, compare_pair, valid_mask
 
 
 def test_rule_is_atol_plus_rtol_times_reference():
@@ -175,7 +175,7 @@ def test_a_cache_one_framework_does_not_return_is_listed_not_failed():
 
 def test_blockwise_metrics_equal_one_pass(monkeypatch):
     """compare_array works in blocks along axis 0; tiny blocks must give the one-block metrics exactly."""
-    import parity.compare as compare
+    import parity.numerics.compare as compare
 
     rng = np.random.default_rng(3)
     b = rng.standard_normal((6, 2, 5, 5)).astype(np.float32)

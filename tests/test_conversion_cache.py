@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from parity import conversion_cache as cache
+from parity.contracts import conversion_cache as cache
 
 
 def _checks(cli, tmp_path, folder, frameworks, *runs):
@@ -31,7 +31,7 @@ def test_second_check_hits_the_cache_with_identical_numbers(cli, tiny, tmp_path)
     rows1, rows2 = first.comparison("tf")["outputs"], second.comparison("tf")["outputs"]
     assert [r["max_abs_diff"] for r in rows1] == [r["max_abs_diff"] for r in rows2]
     assert "(from pt, cached)" in second.out
-    # The tokenized batch too (parity.batch_cache): same arrays, so the same numbers above.
+    # The tokenized batch too (parity.planning.batch_cache): same arrays, so the same numbers above.
     assert (first.results["inputs"]["cache"], second.results["inputs"]["cache"]) == ("stored", "hit")
     assert "inputs tokenizer (cached)" in second.out
 

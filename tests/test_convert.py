@@ -190,7 +190,7 @@ def test_transformers_tf_to_pt_drops_buffers_and_parity_copies_them(convert_mode
     from transformers import BartForConditionalGeneration, TFBartForConditionalGeneration
     from transformers.modeling_tf_pytorch_utils import load_tf2_checkpoint_in_pytorch_model
 
-    from parity.runners.workarounds.pt_conversion import convert_to_pt
+    from parity.worker.runners.workarounds.pt_conversion import convert_to_pt
 
     src = convert_models / "bart-pt"
     TFBartForConditionalGeneration.from_pretrained(src, from_pt=True).save_pretrained(tmp_path)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parity.errors import UsageError
-from parity.results import Results
+from parity.contracts.errors import UsageError
+from parity.contracts.results import Results
 
 pytest_plugins = ["pytester"]
 
@@ -211,7 +211,7 @@ def _plugin_run(pytester, declared: dict):
 
 @pytest.mark.parametrize("name", DECLARATION_CASES)
 def test_bad_declaration_is_one_line(corpus, name):
-    from parity.config import load_project
+    from parity.planning.config import load_project
 
     with pytest.raises(UsageError) as e:
         load_project(corpus[name]["args"][0])

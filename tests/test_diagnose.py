@@ -2,7 +2,7 @@
 
 import pytest
 
-from parity.diagnose import DRIFT_RATIO, _inputs, in_stage, layer_of_weight, layer_table, stage
+from parity.numerics.diagnose import DRIFT_RATIO, _inputs, in_stage, layer_of_weight, layer_table, stage
 
 slow = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parity.compare import compare_pair, empty_rows, rows_kept, valid_mask
+from parity.numerics.compare import compare_pair, empty_rows, rows_kept, valid_mask
 from parity.report.console import mismatch_message
 
 TOL = lambda name: (1e-5, 1e-5)  # noqa: E731
@@ -93,8 +93,9 @@ def test_all_padding_row_through_every_framework(tiny):
     attention differently (TF's -1e4 shift cancels in the softmax, PyTorch's and Flax's finfo.min gives uniform
     weights), so the row's outputs differ most across frameworks. It is excluded from every output and reported;
     the verdict is the real rows'."""
-    from parity import api, inputs
-    from parity.config import CheckConfig
+    from parity import api
+    from parity.planning import batch as inputs
+    from parity.planning.config import CheckConfig
     from parity.report.console import render
 
     rng = np.random.default_rng(0)
@@ -137,7 +138,7 @@ def _copy_weights(tiny, dest, change) -> str:
 
 
 def test_weights_dtype_read_from_the_headers(tiny, tmp_path):
-    from parity.preflight import weights_dtype
+    from parity.planning.preflight import weights_dtype
 
     assert weights_dtype(tiny / "bert-pt", "model.safetensors") == "float32"
     half = _copy_weights(tiny, tmp_path / "half", lambda w: w.update({k: v.astype(np.float16) for k, v in w.items()}))
@@ -157,7 +158,7 @@ def test_float16_checkpoint_is_compared_in_float32_everywhere(tiny, tmp_path):
     import json
 
     from parity import api
-    from parity.config import CheckConfig
+    from parity.planning.config import CheckConfig
 
     half = _copy_weights(tiny, tmp_path / "half", lambda w: w.update({k: v.astype(np.float16) for k, v in w.items()}))
     config = json.loads((tmp_path / "half" / "config.json").read_text())
@@ -182,7 +183,7 @@ def test_nan_weight_is_named_and_fails_where_it_lands(tiny, tmp_path):
     """One NaN in the pooler's dense weight: every framework's load report names that tensor, the hidden
     states still pass, and the check fails at the logits with the NaN's location."""
     from parity import api
-    from parity.config import CheckConfig
+    from parity.planning.config import CheckConfig
 
     def plant(w):
         w["bert.pooler.dense.weight"][3, 5] = np.nan
@@ -219,7 +220,7 @@ def test_cached_float16_conversion_keeps_one_note(tiny, tmp_path, monkeypatch):
     """The conversion cache keeps the cast (float32) weights and the load's notes: a re-check that loads
     them says the checkpoint's dtype once, not twice."""
     from parity import api
-    from parity.config import CheckConfig
+    from parity.planning.config import CheckConfig
 
     monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "cache"))
     half = _copy_weights(tiny, tmp_path / "half", lambda w: w.update({k: v.astype(np.float16) for k, v in w.items()}))

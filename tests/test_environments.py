@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from parity.config import load_project
-from parity.diagnose import DRIFT_RATIO
+from parity.planning.config import load_project
+from parity.numerics.diagnose import DRIFT_RATIO
 
 ROOT = Path(__file__).resolve().parent.parent
 V5 = ROOT / ".venv-v5" / "bin" / "python"
@@ -158,7 +158,7 @@ def test_a_parity_speaking_another_protocol_is_refused(cli, tiny, tmp_path):
     # -E ignores PYTHONPATH; -c puts the current folder first on sys.path, so the old parity is found
     old = _wrapper(tmp_path, "old-python", f'cd {fake.parent} && exec {sys._base_executable} -E -s "$@"')
     line = _bad(cli, tiny, tmp_path, old)
-    from parity.protocol import VERSION
+    from parity.contracts.protocol import VERSION
 
     assert f"speaks worker protocol 1, this parity {VERSION}" in line and "pip install --no-deps -e" in line
 
@@ -184,7 +184,7 @@ def test_env_table_in_parity_toml_is_relative_to_the_file(tmp_path):
     """))
     _, checks = load_project(tmp_path)
     assert checks[0]["env"] == {"v5": str(tmp_path / ".venv-v5" / "bin" / "python")}
-    from parity.config import from_entry
+    from parity.planning.config import from_entry
 
     cfg = from_entry(checks[0])
     assert cfg.frameworks == ["tf", "pt@v5"] and cfg.reference == "pt@v5"

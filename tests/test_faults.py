@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from parity.atomic import write_atomic
-from parity.results import Results
+from parity.contracts.atomic import write_atomic
+from parity.contracts.results import Results
 
 pytestmark = pytest.mark.slow
 ALL = "pt,tf,flax"

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("flax")
 
-from parity.runners import runner_class  # noqa: E402
-from parity.runners.base import LoadSpec  # noqa: E402
+from parity.worker.runners import runner_class  # noqa: E402
+from parity.contracts.protocol import LoadSpec  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("flax-init")
 

@@ -167,8 +167,8 @@ def test_max_new_tokens_must_fit_the_positions(cli, gen):
 
 
 def test_declared_checks_take_the_behaviour_keys(tmp_path):
-    from parity.config import from_entry, load_project
-    from parity.errors import UsageError
+    from parity.planning.config import from_entry, load_project
+    from parity.contracts.errors import UsageError
 
     (tmp_path / "parity.toml").write_text('[[checks]]\ncheckpoint = "m"\ngenerate = true\npipeline = true\n'
                                           'max_new_tokens = 5\ngate = "top1"\ntop1_min = 0.95\n')

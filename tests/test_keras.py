@@ -12,8 +12,8 @@ from conftest import assert_within_tolerance
 
 import parity
 from fixtures import keras_models
-from parity import tasks
-from parity.runners import keras_catalog
+from parity.planning import tasks
+from parity.planning import keras_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("keras")]
 KERAS = ("keras-jax", "keras-tf", "keras-torch")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from parity import inputs, modalities
-from parity.errors import UsageError
+from parity.planning import batch as inputs, modalities
+from parity.contracts.errors import UsageError
 
 TEXT = {"model_type": "bert", "vocab_size": 50, "pad_token_id": 0}
 SEQ2SEQ = {"model_type": "bart", "vocab_size": 50, "pad_token_id": 1, "eos_token_id": 2,

@@ -4,7 +4,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from parity.outputs import flatten, group, model_order
+from parity.contracts.outputs import flatten, group, model_order
 
 
 def test_flatten_names_tuples_and_drops_none():

@@ -1,7 +1,7 @@
-"""The worker pool (parity.pool): workers kept between checks, and isolation kept.
+"""The worker pool (parity.execution.pool): workers kept between checks, and isolation kept.
 
 Every check here runs pt, tf and flax in worker processes. A kept worker (forked
-from its key's template in a pool server, parity.forkserver) must give the same bits
+from its key's template in a pool server, parity.execution.forkserver) must give the same bits
 as a fresh interpreter, for every framework, also after a crash; a crashed,
 hung or timed-out worker is reported for its own check, in the words a fresh one
 gets, and replaced for the next; workers are recycled after N checks or above a
@@ -17,9 +17,9 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from parity import pool
+from parity.execution import pool
 from parity.api import run_check
-from parity.config import CheckConfig
+from parity.planning.config import CheckConfig
 
 pytestmark = pytest.mark.slow
 ALL = "pt,tf,flax"
@@ -51,18 +51,18 @@ def _served(res: dict) -> dict:
 
 @contextmanager
 def _server(path):
-    """A pool server of our own (its workers forked from templates, parity.forkserver) for the checks
+    """A pool server of our own (its workers forked from templates, parity.execution.forkserver) for the checks
     inside; yields a function giving its status."""
-    from parity import pool_server
+    from parity.execution import pool_client
 
-    pool_server.start(str(path))
-    client = pool_server.SharedPool(str(path))
+    pool_client.start(str(path))
+    client = pool_client.SharedPool(str(path))
     try:
         with pool.use(client):
             yield lambda: client.call("status")
     finally:
         client.close()
-        pool_server.stop(str(path))
+        pool_client.stop(str(path))
 
 
 def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, monkeypatch, tmp_path):
@@ -119,18 +119,18 @@ def test_reused_workers_give_the_bits_of_fresh_ones_also_after_a_crash(tiny, mon
 
 
 def test_a_template_that_dies_before_it_forks_leaves_the_request_to_a_new_interpreter(tiny, tmp_path):
-    """parity.forkserver: a worker is lent at once under a ticket while its template imports; when the
+    """parity.execution.forkserver: a worker is lent at once under a ticket while its template imports; when the
     template dies first, the server gives the same request to a new interpreter and says so."""
     import signal
     import threading
 
-    from parity import pool_server
+    from parity.execution import pool_client
 
     sock = tmp_path / "p.sock"
     killed = []
 
     def kill_the_first_template():
-        probe = pool_server.SharedPool(str(sock))
+        probe = pool_client.SharedPool(str(sock))
         try:
             deadline = time.monotonic() + 60
             while len(killed) < 2 and time.monotonic() < deadline:  # pt's and flax's
@@ -176,7 +176,7 @@ def test_a_worker_stopped_before_its_template_forked_it_never_runs(tiny, tmp_pat
 
 
 def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny, monkeypatch):
-    from parity import schedule
+    from parity.execution import schedule
 
     with pool.session(max_checks=2):
         runs = [_check(tiny / "bert-pt", frameworks="pt,flax")[0]]
@@ -225,7 +225,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_pool_limits_must_be_positive():
-    from parity.errors import UsageError
+    from parity.contracts.errors import UsageError
 
     with pytest.raises(UsageError, match="pool limits must be positive"):
         pool.Pool(max_checks=0)

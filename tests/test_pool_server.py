@@ -1,4 +1,4 @@
-"""One pool shared by several processes (parity.pool_server): `parity pool start|status|stop` and
+"""One pool shared by several processes (parity.execution.pool_server): `parity pool start|status|stop` and
 PARITY_POOL_SOCKET, as a CI script's many `parity check` commands use them.
 
 Each test starts a server of its own (not the test run's shared one) and stops it.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from parity import pool_server
-from parity.pool import SOCKET_ENV
+from parity.execution import pool_client
+from parity.execution.pool_limits import SOCKET_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +40,8 @@ def own_pool(cli, tmp_path):
     r = cli("pool", "start", "--socket", sock, "--max-idle", "2")
     assert r.code == 0 and r.out == f"export {SOCKET_ENV}={sock}\n", (r.code, r.out, r.err)
     yield str(sock)
-    if pool_server.answers(str(sock)):
-        pool_server.stop(str(sock))
+    if pool_client.answers(str(sock)):
+        pool_client.stop(str(sock))
 
 
 def test_checks_in_separate_commands_share_the_servers_workers(cli, tiny, tmp_path, own_pool):
@@ -62,7 +62,7 @@ def test_checks_in_separate_commands_share_the_servers_workers(cli, tiny, tmp_pa
     assert list(fresh.values()) == ["stopped when idle: at most 2 idle workers are kept"], fourth
     assert all(w["check"] > 1 for fw, w in fourth.items() if fw not in fresh)
 
-    # Every worker was forked from its key's template (parity.forkserver), the templates are listed too.
+    # Every worker was forked from its key's template (parity.execution.forkserver), the templates are listed too.
     assert all(w["forked"] for r in runs for w in r["workers"].values()), runs
     status = cli("pool", "status", env=env)
     head = status.out.splitlines()[0]
@@ -86,7 +86,7 @@ def test_a_command_killed_mid_check_has_its_workers_stopped(tiny, tmp_path, own_
     env = {**os.environ, SOCKET_ENV: own_pool, "PARITY_TEST_FAULT": "tf:hang"}
     proc = subprocess.Popen([sys.executable, "-m", "parity", "check", str(tiny / "bert-pt"), "--report-dir",
                              str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = pool_server.SharedPool(own_pool)
+    probe = pool_client.SharedPool(own_pool)
     try:
         deadline = time.monotonic() + 300
         while probe.call("status")["lent"] < 3:  # pt, tf (hanging) and flax are this command's
@@ -133,33 +133,33 @@ def test_bad_pool_commands_are_one_line_and_exit_2(cli, args, message):
 def test_starting_a_second_server_on_a_live_socket_is_refused(cli, own_pool):
     r = cli("pool", "start", "--socket", own_pool)
     assert r.code == 2 and r.err.startswith(f"parity: error: a parity pool already answers at {own_pool}"), r.err
-    assert pool_server.answers(own_pool)  # the first one still serves
+    assert pool_client.answers(own_pool)  # the first one still serves
 
 
 def test_the_server_ends_with_the_process_it_watches(tmp_path):
     watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        path = pool_server.start(str(tmp_path / "w.sock"), watch_pid=watched.pid)
-        assert pool_server.answers(path)
+        path = pool_client.start(str(tmp_path / "w.sock"), watch_pid=watched.pid)
+        assert pool_client.answers(path)
     finally:
         watched.send_signal(signal.SIGKILL)
         watched.wait()
     deadline = time.monotonic() + 10
     while Path(path).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not Path(path).exists() and not pool_server.answers(path)
+    assert not Path(path).exists() and not pool_client.answers(path)
 
 
 def test_a_call_cut_short_leaves_the_next_call_its_own_answer(own_pool):
     """Ctrl-C between sending a call and reading its answer (the CLI turns SIGTERM into one too)."""
-    client = pool_server.SharedPool(own_pool)
+    client = pool_client.SharedPool(own_pool)
     try:
         client.sock.sendall(b'{"op": "status"}\n')  # sent, never read: as a call interrupted after sendall
         client.owed += 1
-        assert client.call("hello")["version"] == pool_server.VERSION
-        with pytest.raises(pool_server.PoolError, match="could not poll: KeyError"):
+        assert client.call("hello")["version"] == pool_client.VERSION
+        with pytest.raises(pool_client.PoolError, match="could not poll: KeyError"):
             client.call("poll", ticket=10**9)  # a ticket the server never gave: one line, exit 3, no traceback
-        assert pool_server.PoolError("x").exit_code == 3
+        assert pool_client.PoolError("x").exit_code == 3
     finally:
         client.close()
 

@@ -1,4 +1,4 @@
-"""parity.preflight: what the weights files tell before any worker starts (pickles scanned, never unpickled;
+"""parity.planning.preflight: what the weights files tell before any worker starts (pickles scanned, never unpickled;
 config.json against the shapes). The CLI's one line for each refusal is in the corpus (tests/test_corpus.py)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import struct
 
 import pytest
 
-from parity import preflight
-from parity.errors import UsageError
+from parity.planning import preflight
+from parity.contracts.errors import UsageError
 
 
 def _scan(data: bytes) -> set:

@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 
-import parity.runners
-from parity import worker
-from parity.executor import FrameworkRun
-from parity.protocol import WorkerReport, WorkerRequest, f64_path
-from parity.runners.base import LoadReport, LoadSpec
+import parity.worker.runners
+from parity.worker import serving as worker
+from parity.execution.executor import FrameworkRun
+from parity.contracts.protocol import WorkerReport, WorkerRequest, f64_path
+from parity.contracts.protocol import LoadReport, LoadSpec
 
 SPEC = LoadSpec(path="/nowhere", task="base", class_name="Stand", weights="model.safetensors")
 
@@ -66,7 +66,7 @@ class StandIn:
 @pytest.fixture
 def stand_in(monkeypatch):
     StandIn.fail_at = None
-    monkeypatch.setattr(parity.runners, "runner_class", lambda fw: StandIn)
+    monkeypatch.setattr(parity.worker.runners, "runner_class", lambda fw: StandIn)
     return StandIn
 
 
@@ -140,7 +140,7 @@ def test_serve_file_writes_outputs_then_the_report(stand_in, tmp_path, monkeypat
 
 
 def test_serve_loop_serves_each_line_with_its_own_log_and_environment(stand_in, tmp_path, monkeypatch):
-    """A kept worker (parity.pool): one request per line, output into that request's log, TMPDIR and the
+    """A kept worker (parity.execution.pool): one request per line, output into that request's log, TMPDIR and the
     test hook from the line, the runner released after each."""
     monkeypatch.delenv(worker.FAULT_ENV, raising=False)
     import tempfile

@@ -46,9 +46,11 @@ def test_reference_killed_mid_load_the_others_compare(cli, tiny):
 def test_reference_unavailable_the_others_compare(tiny, tmp_path, monkeypatch):
     """A reference whose framework is not installed: unavailable, and tf vs flax still passes."""
     from parity import api
-    from parity.runners.torch import TorchRunner
+    from parity.contracts import registry, versions
 
-    monkeypatch.setattr(TorchRunner, "unavailable_reason", classmethod(lambda cls: "torch not installed"))
+    real = versions.unavailable_reason
+    monkeypatch.setattr(versions, "unavailable_reason",
+                        lambda key: "torch not installed" if registry.base(key) == "pt" else real(key))
     res = api.check(str(tiny / "bert-pt"), frameworks="pt,tf,flax", report_dir=str(tmp_path / "r")).to_dict()
     assert res["exit_code"] == 3 and not res["passed"]
     assert res["frameworks"]["pt"]["status"] == "unavailable"

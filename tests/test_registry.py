@@ -1,11 +1,13 @@
-"""Each framework's facts are declared once, in its runner module's DESCRIPTOR (parity/runners/registry.py)."""
+"""Each framework's facts are declared once, as DESCRIPTOR in parity/contracts/frameworks/ (listed by
+parity/contracts/registry.py), and its runner (parity/worker/runners/) reads them."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from parity.runners import registry
+from parity.contracts import registry
+from parity.worker.runners import runner_class
 
 PACKAGE = Path(__file__).resolve().parents[1] / "parity"
 
@@ -16,7 +18,7 @@ def test_descriptors_are_consistent():
     aliases = [a for fw in registry.FRAMEWORKS for a in fw.aliases]
     assert len(set(aliases)) == len(aliases) and not set(aliases) & set(keys)
     for fw in registry.FRAMEWORKS:
-        assert registry.runner_class(fw.key).descriptor is fw
+        assert runner_class(fw.key).descriptor is fw
         # KerasHub reads transformers' PyTorch weights through its own converters: no files or switches of its own
         assert fw.native_file in fw.weight_files if fw.weight_files else fw.catalog and not fw.native_file
         assert set(fw.converts_from) <= set(keys) - {fw.key}
@@ -39,12 +41,14 @@ def test_conversion_routes_follow_the_descriptors():
 
 def _sources_outside_runners():
     for path in sorted(PACKAGE.rglob("*.py")):
-        if "runners" not in path.relative_to(PACKAGE).parts:
+        parts = path.relative_to(PACKAGE).parts
+        if "runners" not in parts and "frameworks" not in parts:
             yield path, path.read_text(encoding="utf-8")
 
 
 def test_no_module_outside_runners_spells_weight_files_or_switches():
-    """Adding a framework is one runner module plus one registry line: nothing else names its files or switches."""
+    """Adding a framework is one runner module, its descriptor and one registry line: nothing else names its
+    files or switches."""
     names = {n for fw in registry.FRAMEWORKS for n in fw.weight_files}
     names |= {v for fw in registry.FRAMEWORKS for v in fw.use_env}
     found = [f"{path.name}: {name}" for path, text in _sources_outside_runners() for name in sorted(names)
@@ -60,13 +64,13 @@ def test_keras_alias_follows_keras_backend(backend, key, tmp_path):
     import sys
 
     env = {**os.environ, "KERAS_BACKEND": backend, "KERAS_HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", "from parity.runners import registry; print(registry.canonical('keras'))"],
+    out = subprocess.run([sys.executable, "-c", "from parity.contracts import registry; print(registry.canonical('keras'))"],
                          capture_output=True, text=True, env=env, check=True).stdout.strip()
     assert out == key
 
 
 def test_keras_alias_without_keras_backend_is_keras_default(tmp_path, monkeypatch):
-    from parity.runners import keras
+    from parity.contracts.frameworks import keras
 
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parity.compare import compare_pair
+from parity.numerics.compare import compare_pair
 from parity.report import console, html, index, junit, markdown
 from parity.report.common import layer_series
 

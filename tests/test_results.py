@@ -8,8 +8,7 @@ import pytest
 
 from parity.report import console, html, index, junit, markdown
 from parity.report import support_page as support
-from parity.results import (ABSENT, FrameworkEntry, LoadIssues, OutputComparison, PairComparison, Results,
-                            schema_markdown)
+from parity.contracts.results import ABSENT, FrameworkEntry, LoadIssues, OutputComparison, PairComparison, Results, schema_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "fixtures" / "results").glob("*.json"))

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from parity import schedule
-from parity.runners import registry
+from parity.execution import schedule
+from parity.contracts import registry
 
 
 def _spec(tmp_path, name, size, converted_from=None):

@@ -143,7 +143,7 @@ def test_xdist_workers_of_a_run_share_one_pool_that_ends_with_the_run(pytester, 
              for p in (pytester.path / "rep").glob("*/results.json")}
     assert sorted(pools) == ["altered", "tf-weights", "tiny"]
     (shared,) = {p["shared"] for p in pools.values()}  # one server for both xdist workers
-    # its workers forked from templates (parity.forkserver), at most two of them kept
+    # its workers forked from templates (parity.execution.forkserver), at most two of them kept
     assert {p["max_templates"] for p in pools.values()} == {2}
     assert all(w["forked"] for p in pools.values() for w in p["workers"].values()), pools
     assert Path(shared).name.startswith("parity-pool-")

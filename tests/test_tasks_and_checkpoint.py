@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from parity import tasks
-from parity.checkpoint import Checkpoint
-from parity.errors import UsageError
+from parity.planning import tasks
+from parity.planning.checkpoint import Checkpoint
+from parity.contracts.errors import UsageError
 
 
 def test_mappings_are_read_from_transformers_source():

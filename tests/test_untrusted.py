@@ -115,7 +115,7 @@ def test_console_escapes_checkpoint_strings():
 @pytest.mark.slow
 def test_malicious_pickle_is_refused(tiny, tmp_path):
     """pytorch_model.bin (torch.save, zip and legacy formats) whose unpickling would run code: refused by the
-    parent's opcode scan (parity.preflight) with one line and exit 2, before any worker starts; never run."""
+    parent's opcode scan (parity.planning.preflight) with one line and exit 2, before any worker starts; never run."""
     import torch
     from safetensors.torch import load_file
 

@@ -1,10 +1,10 @@
-"""parity.weights: name/layout mapping and the tensor-by-tensor comparison (pure numpy)."""
+"""parity.worker.weights: name/layout mapping and the tensor-by-tensor comparison (pure numpy)."""
 
 import json
 
 import numpy as np
 
-from parity import weights
+from parity.worker import weights
 
 
 def _export(seed=0):

@@ -3,7 +3,7 @@ lines from a results dict; console prints them, Markdown, HTML and JUnit wrap th
 
 from __future__ import annotations
 
-from .common import SHORT, num
+from parity.numerics.format import SHORT, num
 
 
 def agreement(row: dict) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..outputs import base, layer_of
+from parity.contracts.outputs import base, layer_of
 
 EXIT_MEANING = {0: "all comparisons pass", 1: "parity mismatch", 2: "bad input or usage",
                 3: "a framework could not load or run"}
@@ -31,7 +31,7 @@ def stand_in(results: dict) -> str | None:
 def environments(results: dict) -> list[str]:
     """One line per Python environment the workers ran in, when a check used more than parity's own
     (``frameworks.<fw>.environment``): its name, frameworks, interpreter and headline versions."""
-    from ..runners import registry
+    from parity.contracts import registry
 
     envs: dict = {}
     for key, fw in (results.get("frameworks") or {}).items():
@@ -87,12 +87,6 @@ def source(fw: dict, *, cache: bool = False) -> str:
     return f"{fw['weights']} (native)"
 
 
-SHORT = ".1e"  # two significant digits: console tables and the --explain narrative
-
-
-def num(x, fmt: str = ".2e") -> str:
-    """The one number formatter of the reports and the --explain narrative: "-" for a missing value."""
-    return "-" if x is None else format(x, fmt)
 
 
 def shape(row: dict) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
-from .behaviour import agreement_shown, generation_lines, pipeline_lines
-from .common import SHORT, environments, num, source, stand_in
+from parity.report.behaviour import agreement_shown, generation_lines, pipeline_lines
+from parity.numerics.format import SHORT, num
+from parity.report.common import environments, source, stand_in
 
 # C0/C1 controls and DEL, plus the Unicode format characters that reorder or hide text.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")

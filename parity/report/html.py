@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .behaviour import agreement_shown, generation_lines, pipeline_lines
-from .common import (diagnoses, environments, labels_line, layer_series, num, pair_name, shape, source, stand_in, verdict,
-                     verdict_line)
-from .console import mismatch_message
+from parity.report.behaviour import agreement_shown, generation_lines, pipeline_lines
+from parity.report.common import diagnoses, environments, labels_line, layer_series, pair_name, shape, source, stand_in, verdict, verdict_line
+from parity.numerics.format import num
+from parity.report.console import mismatch_message
 
 CSS = """
 :root{--ok:#1a7f37;--bad:#cf222e;--mute:#57606a;--line:#d0d7de;--bg:#f6f8fa}

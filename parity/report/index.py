@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .common import pair_name, verdict_line
-from .html import CSS, e
+from parity.report.common import pair_name, verdict_line
+from parity.report.html import CSS, e
 
 
 def render(entries: list) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from .behaviour import generation_lines, pipeline_lines
-from .common import environments, groups, labels_line, num, pair_name, source, stand_in, worst_row
-from .console import mismatch_message
+from parity.report.behaviour import generation_lines, pipeline_lines
+from parity.report.common import environments, groups, labels_line, pair_name, source, stand_in, worst_row
+from parity.numerics.format import num
+from parity.report.console import mismatch_message
 
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ..runners import registry
-from .behaviour import agreement_shown, generation_lines, pipeline_lines
-from .common import diagnoses, environments, labels_line, num, pair_name, source, stand_in, verdict_line
-from .console import mismatch_message
+from parity.contracts import registry
+from parity.report.behaviour import agreement_shown, generation_lines, pipeline_lines
+from parity.report.common import diagnoses, environments, labels_line, pair_name, source, stand_in, verdict_line
+from parity.numerics.format import num
+from parity.report.console import mismatch_message
 
 LIMIT = 64 * 1024      # GitHub job summaries and PR comments cap around 64 KiB / 65536 characters
 FOLD_ROWS = 12         # longer tables go inside <details>

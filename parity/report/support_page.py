@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..runners import registry
+from parity.contracts import registry
 
 
 def load_all(folder) -> list[dict]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..atomic import write_atomic
-from ..errors import UsageError
+from parity.contracts.atomic import write_atomic
+from parity.contracts.errors import UsageError
 
 FORMATS = ("console", "json", "md", "html", "junit")
 FILES = {"json": "results.json", "md": "report.md", "html": "report.html", "junit": "junit.xml"}
@@ -24,18 +24,18 @@ def parse_formats(text: str) -> list[str]:
 
 def render(results: dict, fmt: str, *, verbose: bool = False) -> str:
     if fmt == "console":
-        from . import console
+        from parity.report import console
         return console.render(results, verbose=verbose)
     if fmt == "json":
         import json
         return json.dumps(results, indent=2, allow_nan=False) + "\n"
     if fmt == "md":
-        from . import markdown
+        from parity.report import markdown
         return markdown.render(results)
     if fmt == "html":
-        from . import html
+        from parity.report import html
         return html.render(results)
-    from . import junit
+    from parity.report import junit
     return junit.render(results)
 
 

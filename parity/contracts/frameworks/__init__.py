@@ -1,0 +1,1 @@
+"""Each framework's facts, one module per framework, as plain data (no framework imported)."""
