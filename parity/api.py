@@ -8,21 +8,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from parity.planning import environments, batch as inputs, tasks
+from parity.contracts import registry
+from parity.contracts.errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK
+from parity.contracts.outputs import group, model_order
+from parity.contracts.results import Results, environment
+from parity.execution.executor import RunInterrupted, execute
 from parity.numerics.behaviour import compare as compare_behaviour
 from parity.numerics.behaviour import passed as behaviour_passed
-from parity.planning.behaviour import requests
-from parity.planning.checkpoint import Checkpoint
 from parity.numerics.compare import compare_pair
+from parity.planning import batch as inputs
 from parity.planning.config import CheckConfig
-from parity.contracts.errors import EXIT_FRAMEWORK, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK, UsageError
-from parity.execution.executor import RunInterrupted, execute
-from parity.contracts.outputs import group, model_order
-from parity.contracts.versions import has_auto_module, unavailable_reason
-from parity.planning.preflight import weights_dtype
-from parity.contracts.results import FrameworkEntry, Results, environment
-from parity.contracts import registry
-from parity.contracts.protocol import LoadSpec
+from parity.planning.plan import CheckPlan, plan_check
 
 
 def check(path, **options) -> Results:
@@ -61,58 +57,23 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     Golden baselines (parity.baseline): ``baseline`` is {framework: recorded outputs}; each
     framework is then compared with its own recording (reference ``baseline:<fw>``) instead of
     with ``cfg.reference``, so one framework is enough; ``baseline_sources`` ({framework: recorded
-    framework}) names another framework's recording where that is what ``baseline`` holds. ``on_outputs(framework, outputs)`` is
-    called with each framework's outputs before they are released (to record them)."""
+    framework}) names another framework's recording where that is what ``baseline`` holds.
+    ``on_outputs(framework, outputs)`` is called with each framework's outputs before they are
+    released (to record them)."""
     t_start = time.perf_counter()
-    ckpt = Checkpoint.open(cfg.path, trust_remote_code=cfg.trust_remote_code)
-    _check_max_length(ckpt.config, cfg.max_length)
-    envs = environments.resolve(cfg.frameworks, cfg.envs)  # probes each --env interpreter: bad ones end here
+    plan = plan_check(cfg, batch=batch, paths=paths, baseline=baseline is not None)  # bad input ends here
     if not cfg.inline:
         from parity.execution.pool import current
 
         current()  # PARITY_POOL_SOCKET naming no server ends here, before any worker
-    missing = {fw: why for fw in cfg.frameworks if (why := _unavailable(fw, envs))}
-    task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference,
-                                  min_frameworks=1 if baseline is not None else 2,
-                                  roots={fw: environments.of(fw, envs).transformers for fw in cfg.frameworks},
-                                  unavailable=set(missing))
-    behaviour = requests(cfg, task, ckpt.config)  # --generate / --pipeline: bad input ends here
-    paths = paths or {}
-    plans, folders = _plan(ckpt, cfg, [fw for fw in cfg.frameworks if classes[fw] and fw not in missing], paths)
     if cfg.report_dir:
         from parity.report.write import check_writable
 
         check_writable([cfg.report_dir], "--report-dir")
-    fingerprint = ckpt.fingerprint(remember=cfg.cache)
-    fw_results, specs = _specs(cfg, ckpt, task, classes, plans, folders, paths, fingerprint["files"], envs,
-                               missing)
-
-    def make_batch():
-        if batch is not None:
-            return batch
-        return inputs.build(ckpt.path, ckpt.config, texts=cfg.texts, texts_file=cfg.texts_file,
-                            batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
-                            trust_remote_code=cfg.trust_remote_code, task=task,
-                            files=fingerprint["files"] if cfg.cache else None)
-
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
-        outcome = _run_and_compare(cfg, specs, make_batch, Path(workdir), t_start, progress=progress,
-                                   weights_dir=weights_dir, baseline=baseline, on_outputs=on_outputs,
-                                   fw_results=fw_results, baseline_sources=baseline_sources, behaviour=behaviour)
-    results = Results(
-        passed=outcome.code == EXIT_OK, exit_code=outcome.code, task=task,
-        checkpoint={"path": str(cfg.path), "model_type": ckpt.model_type,
-                    "architectures": ckpt.config.get("architectures"), "labels": _labels(ckpt.config),
-                    "fingerprint": fingerprint["sha256"],
-                    "files": fingerprint["files"]},
-        inputs=outcome.batch.describe() if outcome.batch is not None else NO_INPUTS,
-        environment=environment({fw: e["device"] for fw, e in fw_results.items()}),
-        config=cfg.to_dict(), frameworks=fw_results, comparisons=outcome.comparisons,
-        seconds={**outcome.stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()},
-        diagnosis=outcome.diagnosis, schedule=outcome.schedule, reference_used=outcome.reference_used,
-        complete=not outcome.interrupted, interrupted=outcome.interrupted,
-        generation=outcome.generation, pipeline=outcome.pipeline,
-    )
+        outcome = _run_and_compare(plan, Path(workdir), t_start, progress=progress, weights_dir=weights_dir,
+                                   baseline=baseline, on_outputs=on_outputs, baseline_sources=baseline_sources)
+    results = _results(plan, outcome, t_start)
     path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None
     if outcome.interrupted:
         raise Interrupted(results, path)
@@ -123,78 +84,19 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     return results
 
 
-def _plan(ckpt: Checkpoint, cfg: CheckConfig, supported: list[str], paths: dict) -> tuple[dict, dict]:
-    """Which weights each supported framework loads (checked now), and from which folder."""
-    plans = ckpt.plan([fw for fw in supported if fw not in paths], cfg.source)
-    ckpt.verify_weights(plans)
-    folders = {fw: ckpt.path for fw in supported}
-    for fw in supported:
-        if fw in paths:
-            own = Checkpoint.open(str(paths[fw]))
-            plans.update(own.plan([fw], fw))
-            own.verify_weights({fw: plans[fw]})
-            folders[fw] = own.path
-    return plans, folders
-
-
-def _specs(cfg: CheckConfig, ckpt: Checkpoint, task: str, classes: dict, plans: dict, folders: dict,
-           paths: dict, files: dict, envs: dict, missing: dict) -> tuple[dict[str, dict], dict[str, LoadSpec]]:
-    """results.json's entry for every framework, and a LoadSpec for each that can run."""
-    fw_results: dict[str, dict] = {}
-    specs: dict[str, LoadSpec] = {}
-    for fw in cfg.frameworks:
-        env = environments.of(fw, envs)
-        entry = FrameworkEntry(class_name=classes[fw]).to_dict()  # filled in below; Results types it
-        entry["environment"] = env.record()
-        fw_results[fw] = entry
-        if fw in missing:
-            entry["status"], entry["error"] = "unavailable", missing[fw]
-            continue
-        if not classes[fw] and not tasks.catalog_readable(fw):
-            entry["status"], entry["error"] = "unavailable", unavailable_reason(fw)
-            continue
-        if not classes[fw]:
-            entry["status"] = "unsupported"
-            entry["error"] = tasks.no_class_reason(fw, ckpt.model_type, task, env)
-            continue
-        plan = plans[fw]
-        entry.update(weights=plan.weights, converted_from=plan.converted_from, via=plan.via)
-        if fw in paths:
-            entry["path"] = str(paths[fw])
-        reason = _cannot_convert(plan, env)
-        if reason:
-            entry["status"], entry["error"] = "unsupported", reason
-            continue
-        specs[fw] = LoadSpec(path=str(folders[fw].resolve()), task=task, class_name=classes[fw],
-                             weights=plan.weights, converted_from=plan.converted_from, via=plan.via,
-                             device=cfg.device, output_hidden_states="hidden_states" in cfg.outputs,
-                             output_attentions="attentions" in cfg.outputs,
-                             trust_remote_code=cfg.trust_remote_code,
-                             weights_dtype=weights_dtype(folders[fw], plan.weights))
-        if cfg.cache:
-            _use_caches(fw, specs[fw], files, env.versions)
-    return fw_results, specs
-
-
-def _in(env) -> str:
-    return f" (environment {env.name})" if env.name else ""
-
-
-def _unavailable(fw: str, envs: dict) -> str | None:
-    """Why ``fw`` cannot run in its environment (framework or transformers classes missing there), or None."""
-    env = environments.of(fw, envs)
-    reason = env.unavailable.get(registry.base(fw))
-    return f"{reason}{_in(env)}" if reason else None
-
-
-def _cannot_convert(plan, env) -> str | None:
-    """transformers 5 loads PyTorch weights only: a conversion from a framework it no longer has cannot run there."""
-    for src in filter(None, (plan.converted_from, plan.via)):
-        if not has_auto_module(registry.get(src).auto_module, env.transformers):
-            return (f"the checkpoint has {src} weights only for it, and transformers {env.versions['transformers']}"
-                    f"{_in(env)} cannot convert them (it has no {registry.get(src).label} classes); convert them "
-                    f"under transformers 4 first: parity convert PATH OUT --to {registry.base(plan.framework)}")
-    return None
+def _results(plan: CheckPlan, outcome: _Outcome, t_start: float) -> Results:
+    entries = plan.entries
+    return Results(
+        passed=outcome.code == EXIT_OK, exit_code=outcome.code, task=plan.task,
+        checkpoint=plan.checkpoint_record(),
+        inputs=outcome.batch.describe() if outcome.batch is not None else NO_INPUTS,
+        environment=environment({fw: e["device"] for fw, e in entries.items()}),
+        config=plan.cfg.to_dict(), frameworks=entries, comparisons=outcome.comparisons,
+        seconds={**outcome.stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()},
+        diagnosis=outcome.diagnosis, schedule=outcome.schedule, reference_used=outcome.reference_used,
+        complete=not outcome.interrupted, interrupted=outcome.interrupted,
+        generation=outcome.generation, pipeline=outcome.pipeline,
+    )
 
 
 @dataclass
@@ -213,64 +115,76 @@ class _Outcome:
     pipeline: list | None = None     # --pipeline: likewise
 
 
-def _run_and_compare(cfg: CheckConfig, specs: dict, make_batch, workdir: Path, t_start: float, *, progress,
-                     weights_dir, baseline, on_outputs, fw_results: dict,
-                     baseline_sources: dict | None = None, behaviour: dict | None = None) -> _Outcome:
-    """Run the frameworks (recording each in ``fw_results``), then compare and, with --explain, diagnose."""
-    # --explain: every framework runs the probes; one that can upcast (PyTorch; the reference's when it can,
-    # as diagnose judges with it) runs the float64 oracle too.
-    oracle = next((fw for fw in [cfg.reference, *specs] if fw in specs and registry.get(fw).float64_oracle), None)
-    explain = {fw: {"float64": fw == oracle} for fw in specs} if cfg.explain else None
-    run_info: dict = {}
+def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress, weights_dir, baseline,
+                     on_outputs, baseline_sources: dict | None = None) -> _Outcome:
+    """Run the frameworks (recording each in the plan's entries), then compare and, with --explain, diagnose."""
+    cfg = plan.cfg
+    stages = {"prepare": time.perf_counter() - t_start}
+    t_workers = time.perf_counter()
     exports_dir = weights_dir
     if cfg.explain and exports_dir is None:
         # --explain compares every framework's loaded weights tensor by tensor (parity.worker.weights).
         exports_dir = workdir / "weights"
         exports_dir.mkdir()
-    stages = {"prepare": time.perf_counter() - t_start}
-    t_workers = time.perf_counter()
-    try:
-        batch, runs = execute(specs, make_batch, workdir=workdir, inline=cfg.inline,
-                              pythons={fw: fw_results[fw]["environment"]["python"] for fw in specs if "@" in fw},
-                              device=cfg.device, explain=explain, timeout=cfg.timeout,
-                              progress=progress, weights_dir=exports_dir, info=run_info, behaviour=behaviour)
-        interrupted = False
-    except RunInterrupted as stop:
-        batch, runs, interrupted = stop.batch, stop.runs, True
-    for fw, run in runs.items():
-        _record(fw_results[fw], run)
+    batch, runs, interrupted, schedule = _run(plan, workdir, progress, exports_dir)
     if on_outputs is not None:
         for fw, run in runs.items():
             if run.status == "ok":
                 on_outputs(fw, run.outputs)
     stages["workers"] = time.perf_counter() - t_workers
     t_compare = time.perf_counter()
+    used = None if baseline is not None else reference_used(cfg, plan.entries)
+    reference = (used or {}).get("framework")
     comparisons, diagnosis = [], None
-    used = None if baseline is not None else reference_used(cfg, fw_results)
     if batch is not None:
         try:
-            _compare(cfg, runs, batch, comparisons, progress, baseline, used and used["framework"],
-                     baseline_sources)
-            if cfg.explain:
-                from parity.numerics.diagnose import diagnose
-
-                diagnosis = diagnose(comparisons, runs, fw_results, reference=(used or {}).get("framework")
-                                     or cfg.reference,
-                                     tolerance=cfg.tolerance, attention_mask=batch.masks,
-                                     exports=_exports(exports_dir, runs))
+            _compare(cfg, runs, batch, comparisons, progress, baseline, reference, baseline_sources)
+            diagnosis = _diagnose(plan, runs, batch, comparisons, reference, exports_dir) if cfg.explain else None
         except KeyboardInterrupt:
             interrupted = True  # keep the pairs already compared
-    gen, pipe = compare_behaviour(cfg, runs, comparisons, (used or {}).get("framework")) if behaviour else (None, None)
+    gen, pipe = compare_behaviour(cfg, runs, comparisons, reference) if plan.behaviour else (None, None)
     stages["compare"] = time.perf_counter() - t_compare
+    _close(runs)
+    code = _exit_code(interrupted, plan.entries, comparisons)
+    if code == EXIT_OK and not (behaviour_passed(gen) and behaviour_passed(pipe)):
+        code = EXIT_MISMATCH
+    return _Outcome(batch, comparisons, diagnosis, stages, schedule, interrupted, code, used, gen, pipe)
+
+
+def _run(plan: CheckPlan, workdir: Path, progress, exports_dir: Path | None) -> tuple:
+    """(batch, runs, interrupted, schedule): every spec run by its worker, each recorded in its entry."""
+    cfg, specs = plan.cfg, plan.specs
+    # --explain: every framework runs the probes; one that can upcast (PyTorch; the reference's when it can,
+    # as diagnose judges with it) runs the float64 oracle too.
+    oracle = next((fw for fw in [cfg.reference, *specs] if fw in specs and registry.get(fw).float64_oracle), None)
+    explain = {fw: {"float64": fw == oracle} for fw in specs} if cfg.explain else None
+    run_info: dict = {}
+    try:
+        batch, runs = execute(specs, plan.make_batch, workdir=workdir, inline=cfg.inline, pythons=plan.pythons(),
+                              device=cfg.device, explain=explain, timeout=cfg.timeout, progress=progress,
+                              weights_dir=exports_dir, info=run_info, behaviour=plan.behaviour)
+        interrupted = False
+    except RunInterrupted as stop:
+        batch, runs, interrupted = stop.batch, stop.runs, True
+    for fw, run in runs.items():
+        _record(plan.entries[fw], run)
+    return batch, runs, interrupted, run_info.get("schedule")
+
+
+def _diagnose(plan: CheckPlan, runs: dict, batch, comparisons: list, reference: str | None,
+              exports_dir: Path | None) -> dict:
+    from parity.numerics.diagnose import diagnose
+
+    return diagnose(comparisons, runs, plan.entries, reference=reference or plan.cfg.reference,
+                    tolerance=plan.cfg.tolerance, attention_mask=batch.masks, exports=_exports(exports_dir, runs))
+
+
+def _close(runs: dict) -> None:
+    """Close the workers' npz files (outputs, float64 oracle, generation arrays) once compared."""
     for run in runs.values():
         for arrays in (run.outputs, run.outputs64, run.gen_arrays):
             if hasattr(arrays, "close"):
                 arrays.close()
-    code = _exit_code(interrupted, fw_results, comparisons)
-    if code == EXIT_OK and not (behaviour_passed(gen) and behaviour_passed(pipe)):
-        code = EXIT_MISMATCH
-    return _Outcome(batch, comparisons, diagnosis, stages, run_info.get("schedule"), interrupted, code, used,
-                    gen, pipe)
 
 
 def _record(entry: dict, run) -> None:
@@ -308,12 +222,6 @@ NO_INPUTS = {"source": None, "seed": None, "texts": None, "tokenizer": None, "ke
              "dtypes": {}, "padded_positions": 0, "empty_rows": []}
 
 
-def _labels(config: dict, limit: int = 50) -> dict | None:
-    """The checkpoint's id2label (reports name the logits' classes with it), at most ``limit``."""
-    labels = config.get("id2label")
-    if not isinstance(labels, dict) or not labels:
-        return None
-    return {str(k): str(v) for k, v in list(labels.items())[:limit]}
 
 
 def _exports(folder: Path | None, runs: dict) -> dict:
@@ -326,12 +234,6 @@ def _exports(folder: Path | None, runs: dict) -> dict:
             if run.status == "ok" and (folder / f"{fw}.npz").exists()}
 
 
-def _check_max_length(config: dict, max_length: int) -> None:
-    """A batch longer than the position table fails inside every framework; say so up front."""
-    limit = config.get("max_position_embeddings", config.get("n_positions"))
-    if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < max_length:
-        raise UsageError(f"--max-length {max_length} is longer than the model's {limit} positions "
-                         "(max_position_embeddings in config.json)", f"pass --max-length {limit} or less")
 
 
 def reference_used(cfg: CheckConfig, fw_results: dict) -> dict:
@@ -385,23 +287,6 @@ def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: 
     return [(reference, ref.outputs, ref.names, f"{reference} vs {fw}", fw) for fw in ran if fw != reference]
 
 
-def _use_caches(fw: str, spec: LoadSpec, files: dict, env_versions: dict) -> None:
-    """Point the spec at a cached conversion (or where to keep this one), and a framework that keeps
-    compiled ops (Flax) at its compile cache. Conversions are keyed by the versions of the environment
-    that runs them (``env_versions``)."""
-    from parity.contracts import conversion_cache as cache
-
-    base = cache.root() if spec.converted_from else None
-    if base is not None:
-        entry = cache.key(registry.base(fw), spec, files, env_versions)
-        hit = cache.lookup(registry.base(fw), entry)
-        if hit is not None:
-            spec.cache_hit = str(hit)
-        else:
-            spec.cache_store = str(base / entry)
-    if registry.get(fw).compile_cache:
-        compile_dir = cache.compile_dir()
-        spec.compile_cache = str(compile_dir) if compile_dir else None
 
 
 def _own_cpu() -> float:

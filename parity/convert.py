@@ -163,9 +163,7 @@ def convert(path, out, *, to: str, source: str = "auto", task: str | None = None
         exports = {fw: Path(wdir) / f"{fw}.npz" for fw in (src, target)}
         comparison = None
         if all(p.exists() for p in exports.values()):
-            comparison = diff_weights(load_export(exports[src]), load_export(exports[target]),
-                                             atol=weights_atol)
-
+            comparison = diff_weights(load_export(exports[src]), load_export(exports[target]), atol=weights_atol)
     out_ckpt = Checkpoint.open(str(out))
     results.conversion = {
         "from": src, "to": target, "source": str(path), "output": str(out), "verify_only": verify,
@@ -177,12 +175,16 @@ def convert(path, out, *, to: str, source: str = "auto", task: str | None = None
         "outputs_passed": results.passed,
         "seconds": {"convert": t_convert, "total": time.perf_counter() - t0},
     }
-    if results.exit_code == EXIT_FRAMEWORK or comparison is None:
-        results.exit_code = EXIT_FRAMEWORK
-    elif not comparison.passed or results.exit_code == EXIT_MISMATCH:
-        results.exit_code = EXIT_MISMATCH
-    else:
-        results.exit_code = EXIT_OK
+    results.exit_code = _exit_code(results.exit_code, comparison)
     results.passed = results.exit_code == EXIT_OK
     results.save(out / "results.json")
     return results
+
+
+def _exit_code(check_code: int, comparison) -> int:
+    """3 when a framework failed or the weights could not be compared, 1 when weights or outputs differ."""
+    if check_code == EXIT_FRAMEWORK or comparison is None:
+        return EXIT_FRAMEWORK
+    if not comparison.passed or check_code == EXIT_MISMATCH:
+        return EXIT_MISMATCH
+    return EXIT_OK

@@ -194,47 +194,19 @@ def _worker_command(request: WorkerRequest, path: Path) -> list[str]:
 
 def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inline: bool = False,
                    device: str = "auto", python: str | None = None, timeout: float | None = None) -> FrameworkRun:
-    """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``."""
+    """Load ``spec`` (converted from another framework's weights) and save_pretrained it into ``save_to``: one
+    worker as a check's are (kept or fresh, watched, --timeout), with no batch; its files are ``<fw>.convert.*``."""
     request = WorkerRequest(fw, spec, save_to=str(save_to), python=python)
     if inline:
         return _serve_here(request)
-    from parity.contracts.worker_imports import blocked_packages, frameworks_needed
-
-    needed = frameworks_needed(fw, spec)
-    request.report = str(workdir / f"{fw}.convert.json")
-    request.block_imports = blocked_packages(needed, spec)
-    command = _worker_command(request, workdir / f"{fw}.convert.request.json")
-    log_path = workdir / f"{fw}.convert.log"
-    report_path = Path(request.report)
-    from parity.execution.pool import current
-
-    kept = current()
-    if kept is not None and not spec.trust_remote_code:  # a kept worker converts (parity.execution.pool)
-        env = {**KEPT_ENV, **child_env(device, needed, workdir)}  # as _Workers.start: the checks' workers' key
-        worker = kept.submit(fw, workdir / f"{fw}.convert.request.json", log_path, env, python,
-                             blocked=tuple(request.block_imports))
-        proc, ok = worker.proc, False
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while proc.poll() is None and not report_path.exists():
-                if deadline is not None and time.monotonic() > deadline:
-                    break  # killed below; no report: crashed
-                time.sleep(0.05)
-            ok = report_path.exists() and proc.poll() is None \
-                and WorkerReport.from_json(report_path.read_text()).status != "crashed"
-        finally:
-            if not ok:
-                kill_group(proc)
-            kept.give_back(worker, ok)
-    else:
-        with open(log_path, "wb") as log:
-            proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env=child_env(device, needed, workdir))
-    if not report_path.exists():
-        last = _last_line(log_path)
-        return FrameworkRun(fw, "crashed", error=f"worker died ({_signal_name(proc.returncode)})"
-                            + (f"; last output: {last}" if last else ""))
-    return FrameworkRun.from_report(WorkerReport.from_json(report_path.read_text()))
+    workers = _Workers({fw: request}, workdir, device, timeout, _quiet, tag=".convert")
+    try:
+        workers.fill()
+        workers.watch()
+    finally:
+        workers.stop()
+        workers.close_logs()
+    return workers.collect(fw)
 
 
 def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, device: str,
@@ -303,11 +275,13 @@ class _Workers:
     """The worker processes of one run: started as the schedule allows, watched, stopped, read."""
 
     def __init__(self, requests: dict[str, WorkerRequest], workdir: Path, device: str, timeout: float | None,
-                 progress: Progress):
+                 progress: Progress, tag: str = ""):
+        """``tag`` names a run without a batch (".convert": a conversion saved, parity convert and the bridge),
+        whose files ``<fw><tag>.*`` sit beside a check's own in the same ``workdir``."""
         from parity.execution.schedule import plan
 
-        self.requests, self.workdir, self.device, self.timeout, self.progress = \
-            requests, workdir, device, timeout, progress
+        self.requests, self.workdir, self.device, self.timeout, self.progress, self.tag = \
+            requests, workdir, device, timeout, progress, tag
         self.batch_path = workdir / "batch.npz"
         self.sched = plan({fw: r.spec for fw, r in requests.items()})
         self.pending = list(requests)
@@ -333,20 +307,19 @@ class _Workers:
             # gets one key whether its check ran it alone or side by side.
             for name, value in KEPT_ENV.items():
                 env.setdefault(name, value)
-        w = self.workdir
-        request = replace(self.requests[fw], batch=str(self.batch_path), out=str(w / f"{fw}.npz"),
-                          report=str(w / f"{fw}.json"), block_imports=blocked_packages(needed, spec),
-                          loaded=str(w / f"{fw}.loaded"))
-        command = _worker_command(request, w / f"{fw}.request.json")
+        batch = {} if self.tag else {"batch": str(self.batch_path), "out": str(self.file(fw, ".npz"))}
+        request = replace(self.requests[fw], **batch, report=str(self.file(fw, ".json")),
+                          block_imports=blocked_packages(needed, spec), loaded=str(self.file(fw, ".loaded")))
+        command = _worker_command(request, self.file(fw, ".request.json"))
         # A kept worker for this framework and environment (parity.execution.pool); never for remote code, whose
         # modules a process keeps by name (transformers_modules.<folder>) once imported.
         if self.pool is not None and not spec.trust_remote_code:
-            self.pooled[fw] = self.pool.submit(fw, w / f"{fw}.request.json", w / f"{fw}.log", env,
+            self.pooled[fw] = self.pool.submit(fw, self.file(fw, ".request.json"), self.file(fw, ".log"), env,
                                                request.python, blocked=tuple(request.block_imports))
             self.procs[fw] = self.pooled[fw].proc
             self._pool_info[fw] = dict(self.pooled[fw].info)
         else:
-            log = open(w / f"{fw}.log", "wb")
+            log = open(self.file(fw, ".log"), "wb")
             self.logs.append(log)
             self.procs[fw] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -355,20 +328,23 @@ class _Workers:
         self.state[fw] = "loading"  # shown at once: the batch is built before watch() looks again
         self.progress(fw, "loading")
 
+    def file(self, fw: str, suffix: str) -> Path:
+        return self.workdir / f"{fw}{self.tag}{suffix}"
+
     def _note_pid(self, fw: str) -> None:
         """``<fw>.pid`` in the workdir, for tests that kill a worker, once the pid is known (a kept worker's
         follows its template's imports, parity.execution.forkserver); results.json's ``schedule.pool`` takes the
         pool's record of the worker then, once."""
         pid = self.procs[fw].pid
-        if pid is not None and not (self.workdir / f"{fw}.pid").exists():
-            (self.workdir / f"{fw}.pid").write_text(str(pid))
+        if pid is not None and not self.file(fw, ".pid").exists():
+            self.file(fw, ".pid").write_text(str(pid))
             if fw in self._pool_info:  # a pool server's latest word on the worker (it may have replaced it)
                 self._pool_info[fw].update({**(getattr(self.procs[fw], "info", None) or {}), "pid": pid})
 
     def done(self, fw: str) -> bool:
         # A worker is done once its report exists (written last, atomically); its interpreter
         # teardown (TF, JAX) can take seconds more and is cut short by stop().
-        return self.procs[fw].poll() is not None or (self.workdir / f"{fw}.json").exists()
+        return self.procs[fw].poll() is not None or self.file(fw, ".json").exists()
 
     def fill(self) -> None:
         while self.pending and sum(not self.done(fw) for fw in self.procs) < self.sched["max_workers"]:
@@ -394,10 +370,10 @@ class _Workers:
     def _show(self, fw: str) -> None:
         self._note_pid(fw)
         if self.done(fw):
-            now_state = "done" if (self.workdir / f"{fw}.json").exists() else "crashed"
+            now_state = "done" if self.file(fw, ".json").exists() else "crashed"
             self.ended.setdefault(fw, time.monotonic())
         else:
-            now_state = "running" if (self.workdir / f"{fw}.loaded").exists() else "loading"
+            now_state = "running" if self.file(fw, ".loaded").exists() else "loading"
         if self.state.get(fw) != now_state:
             self.state[fw] = now_state
             self.progress(fw, now_state)
@@ -409,7 +385,7 @@ class _Workers:
                 if fw not in self._pool_info:  # given back already: no longer this run's
                     kill_group(proc)
                 continue
-            report = self.workdir / f"{fw}.json"
+            report = self.file(fw, ".json")
             ok = proc.poll() is None and fw not in self.timed_out and report.exists() \
                 and WorkerReport.from_json(report.read_text()).status != "crashed"  # out of memory: retired
             self._note_pid(fw)
@@ -435,10 +411,10 @@ class _Workers:
         """Read one worker's report; a worker that left none crashed (or was stopped)."""
         code = self.procs[fw].returncode
         sig = _signal_name(code) if code is not None and code < 0 else None
-        report_path = self.workdir / f"{fw}.json"
+        report_path = self.file(fw, ".json")
         timed_out = fw in self.timed_out
         if timed_out or not report_path.exists():
-            last = _last_line(self.workdir / f"{fw}.log")
+            last = _last_line(self.file(fw, ".log"))
             if timed_out:
                 why = f"worker stopped after the --timeout of {self.timeout:g}s ({sig or _signal_name(code)})"
             else:
@@ -446,9 +422,9 @@ class _Workers:
             return FrameworkRun(fw, "crashed", error=why + (f"; last output: {last}" if last else ""),
                                 signal=sig, returncode=code, timed_out=timed_out)
         report = WorkerReport.from_json(report_path.read_text())
-        if report.status != "ok":
+        if report.status != "ok" or self.tag:  # a run without a batch has no outputs
             return FrameworkRun.from_report(report)
-        out = self.workdir / f"{fw}.npz"
+        out = self.file(fw, ".npz")
         f64 = f64_path(out)
         run = FrameworkRun.from_report(report, np.load(out), np.load(f64) if f64.exists() else None)
         if gen_path(out).exists():

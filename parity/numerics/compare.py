@@ -363,41 +363,21 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     worst = None  # (score, row, per-token values) of the worst token-aligned output
     for name in names:
         atol, rtol = tolerance(name)
-        missing_in = [fw for fw, outs in ((reference, ref_outputs), (candidate, cand_outputs)) if name not in outs]
-        if missing_in and outnames.group(name) == "cache" and len(missing_in) == 1:
-            skipped.append({"name": name, "missing_in": missing_in[0],
-                            "reason": f"{missing_in[0]} returns no cache from a plain forward pass"})
-            continue
-        lacks = len(missing_in) == 1 and registry.not_produced(missing_in[0], outnames.group(name))
-        if lacks:  # declared by the framework (KerasHub returns no attention maps): not available, not a failure
-            skipped.append({"name": name, "missing_in": missing_in[0], "reason": lacks})
-            continue
-        if name not in ref_outputs or name not in cand_outputs:
-            side = reference if name not in ref_outputs else candidate
-            rows.append(OutputComparison(name=name, shape=None, passed=False, atol=atol, rtol=rtol,
-                                         error=f"output missing from {side}"))
-            continue
-        if nothing and stack_of(name, seq2seq) != "none":
-            rows.append(OutputComparison(name=name, shape=list(np.shape(ref_outputs[name])), passed=False,
-                                         atol=atol, rtol=rtol, error="nothing to compare: every batch row is "
-                                         "all padding (attention_mask all zeros)"))
-            continue
-        b = ref_outputs[name]
-        a = cand_outputs[name]
-        mask = valid_mask(name, np.shape(b), attention_mask, seq2seq) if exclude_padding else None
-        # The heat map is over the encoder's (batch, token) grid: only outputs on that grid feed it.
-        on_grid = tokens if stack_of(name, seq2seq) == "encoder" and outnames.group(name) != "cache" else None
-        row = compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask, tokens=on_grid)
-        if row.error is None and agreement.applies(name, np.shape(b)):
-            _agreement(row, a, b, mask, top1_min)
-        per_tok, row.per_token = row.per_token, None
-        if per_tok is not None:
-            # NaN/Inf outrank any finite difference.
-            score = float("inf") if per_tok["nonfinite"] else (row.max_abs_diff or 0.0)
-            if worst is None or score > worst[0]:
-                worst = (score, row, per_tok)
-        rows.append(row)
-        del a, b
+        row = _unpaired(name, reference, candidate, ref_outputs, cand_outputs, atol, rtol, skipped)
+        if row is None and nothing and stack_of(name, seq2seq) != "none":
+            row = OutputComparison(name=name, shape=list(np.shape(ref_outputs[name])), passed=False, atol=atol,
+                                   rtol=rtol, error="nothing to compare: every batch row is all padding "
+                                   "(attention_mask all zeros)")
+        if row is None and name in ref_outputs:
+            row, per_tok = _paired(name, ref_outputs[name], cand_outputs[name], atol, rtol, attention_mask,
+                                   exclude_padding, seq2seq, tokens, top1_min)
+            if per_tok is not None:
+                # NaN/Inf outrank any finite difference.
+                score = float("inf") if per_tok["nonfinite"] else (row.max_abs_diff or 0.0)
+                if worst is None or score > worst[0]:
+                    worst = (score, row, per_tok)
+        if row is not None:
+            rows.append(row)
     first = next((r.name for r in rows if not r.passed), None)
     token_error = None
     if worst is not None:
@@ -405,3 +385,36 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
                        "reduction": "max abs diff over every other axis", **worst[2]}
     return PairComparison(reference=reference, candidate=candidate, passed=first is None, first_divergence=first,
                           outputs=rows, token_error=token_error, not_compared=skipped)
+
+
+def _unpaired(name: str, reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping, atol: float,
+              rtol: float, skipped: list) -> OutputComparison | None:
+    """An output on one side only: skipped with its reason (appended to ``skipped``) where the framework says it
+    does not produce it (None returned), else a failing row; None too when both sides have it."""
+    missing_in = [fw for fw, outs in ((reference, ref_outputs), (candidate, cand_outputs)) if name not in outs]
+    if not missing_in:
+        return None
+    if outnames.group(name) == "cache" and len(missing_in) == 1:
+        skipped.append({"name": name, "missing_in": missing_in[0],
+                        "reason": f"{missing_in[0]} returns no cache from a plain forward pass"})
+        return None
+    lacks = len(missing_in) == 1 and registry.not_produced(missing_in[0], outnames.group(name))
+    if lacks:  # declared by the framework (KerasHub returns no attention maps): not available, not a failure
+        skipped.append({"name": name, "missing_in": missing_in[0], "reason": lacks})
+        return None
+    side = reference if name not in ref_outputs else candidate
+    return OutputComparison(name=name, shape=None, passed=False, atol=atol, rtol=rtol,
+                            error=f"output missing from {side}")
+
+
+def _paired(name: str, b, a, atol: float, rtol: float, attention_mask, exclude_padding: bool, seq2seq: bool,
+            tokens, top1_min) -> tuple[OutputComparison, dict | None]:
+    """One output present on both sides (``b`` the reference's): its row and its per-token values."""
+    mask = valid_mask(name, np.shape(b), attention_mask, seq2seq) if exclude_padding else None
+    # The heat map is over the encoder's (batch, token) grid: only outputs on that grid feed it.
+    on_grid = tokens if stack_of(name, seq2seq) == "encoder" and outnames.group(name) != "cache" else None
+    row = compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask, tokens=on_grid)
+    if row.error is None and agreement.applies(name, np.shape(b)):
+        _agreement(row, a, b, mask, top1_min)
+    per_tok, row.per_token = row.per_token, None
+    return row, per_tok

@@ -125,6 +125,29 @@ class CheckConfig:
         self.report_dir = None if self.report_dir is None else str(self.report_dir)
         self.texts_file = None if self.texts_file is None else str(self.texts_file)
         self.save_replay = None if self.save_replay is None else str(self.save_replay)
+        self._validate_frameworks(min_frameworks)
+        if self.source not in SOURCES:
+            raise UsageError(f"unknown source {self.source!r}", f"--source takes {registry.spoken(SOURCES, 'or')}")
+        if self.device not in DEVICES:
+            raise UsageError(f"unknown device {self.device!r}", "--device takes auto, cpu or gpu")
+        self.atol = _tolerance("atol", self.atol)
+        self.rtol = _tolerance("rtol", self.rtol)
+        self.tolerances = _patterns(self.tolerances)
+        groups = split_list(self.outputs) or list(GROUPS)
+        for g in groups:
+            if g not in GROUPS:
+                raise UsageError(f"unknown output group {g!r}",
+                                 "--outputs takes a comma list of logits, hidden_states, attentions, cache")
+        self.outputs = list(dict.fromkeys(groups))
+        for name in ("batch_size", "max_length", "seed"):
+            setattr(self, name, _count(name, getattr(self, name)))
+        self._validate_timeout()
+        self.trust_remote_code = bool(self.trust_remote_code)
+        self._validate_texts()
+        self._validate_behaviour()
+        return self
+
+    def _validate_frameworks(self, min_frameworks: int) -> None:
         from parity.planning.environments import declarations
 
         self.envs = declarations(self.envs) if not isinstance(self.envs, dict) else dict(self.envs)
@@ -141,45 +164,23 @@ class CheckConfig:
         if self.reference not in self.frameworks:
             raise UsageError(f"reference {self.reference!r} is not among the frameworks {','.join(self.frameworks)}",
                              "pass --reference with one of the --frameworks")
-        if self.source not in SOURCES:
-            raise UsageError(f"unknown source {self.source!r}", f"--source takes {registry.spoken(SOURCES, 'or')}")
-        if self.device not in DEVICES:
-            raise UsageError(f"unknown device {self.device!r}", "--device takes auto, cpu or gpu")
-        self.atol = _tolerance("atol", self.atol)
-        self.rtol = _tolerance("rtol", self.rtol)
-        self.tolerances = _patterns(self.tolerances)
-        groups = split_list(self.outputs) or list(GROUPS)
-        for g in groups:
-            if g not in GROUPS:
-                raise UsageError(f"unknown output group {g!r}",
-                                 "--outputs takes a comma list of logits, hidden_states, attentions, cache")
-        self.outputs = list(dict.fromkeys(groups))
-        for name in ("batch_size", "max_length", "seed"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            try:
-                ivalue = int(value)
-            except (TypeError, ValueError):
-                raise UsageError(f"--{name.replace('_', '-')} must be an integer, got {value!r}",
-                                 f"pass --{name.replace('_', '-')} N") from None
-            if ivalue < (0 if name == "seed" else 1):
-                raise UsageError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'seed' else '>= 1'}, "
-                                 f"got {value}", f"pass --{name.replace('_', '-')} N")
-            setattr(self, name, ivalue)
-        if self.timeout is not None:
-            try:
-                self.timeout = float(self.timeout)
-            except (TypeError, ValueError):
-                raise UsageError(f"--timeout must be a number of seconds, got {self.timeout!r}",
-                                 "pass --timeout SECONDS, e.g. --timeout 600") from None
-            if not (self.timeout > 0 and math.isfinite(self.timeout)):
-                raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout:g}",
-                                 "pass --timeout SECONDS, e.g. --timeout 600")
-            if self.inline:
-                raise UsageError("--timeout needs worker processes, and --inline runs every framework in this "
-                                 "process", "leave out --inline (or --timeout)")
-        self.trust_remote_code = bool(self.trust_remote_code)
+
+    def _validate_timeout(self) -> None:
+        if self.timeout is None:
+            return
+        try:
+            self.timeout = float(self.timeout)
+        except (TypeError, ValueError):
+            raise UsageError(f"--timeout must be a number of seconds, got {self.timeout!r}",
+                             "pass --timeout SECONDS, e.g. --timeout 600") from None
+        if not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout:g}",
+                             "pass --timeout SECONDS, e.g. --timeout 600")
+        if self.inline:
+            raise UsageError("--timeout needs worker processes, and --inline runs every framework in this "
+                             "process", "leave out --inline (or --timeout)")
+
+    def _validate_texts(self) -> None:
         if self.texts_file is not None:
             if not Path(self.texts_file).is_file():
                 raise UsageError(f"texts file {self.texts_file} does not exist",
@@ -189,8 +190,6 @@ class CheckConfig:
             read_texts(None, self.texts_file)  # fail now, before any worker starts
         if self.texts is not None:
             self.texts = [str(t) for t in self.texts]
-        self._validate_behaviour()
-        return self
 
     def _validate_behaviour(self) -> None:
         """--generate's settings, and the gate (parity.numerics.agreement), checked before anything starts."""
@@ -322,3 +321,17 @@ def from_entry(entry: dict, **overrides) -> "CheckConfig":
         kw["envs"] = entry["env"]
     kw.update(overrides)
     return CheckConfig(path=str(entry.get("checkpoint", "")), **kw).validated()
+
+
+def _count(name: str, value):
+    """--batch-size, --max-length (>= 1) and --seed (>= 0) as integers; None stays None."""
+    if value is None:
+        return None
+    flag = f"--{name.replace('_', '-')}"
+    try:
+        ivalue = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} must be an integer, got {value!r}", f"pass {flag} N") from None
+    if ivalue < (0 if name == "seed" else 1):
+        raise UsageError(f"{flag} must be {'>= 0' if name == 'seed' else '>= 1'}, got {value}", f"pass {flag} N")
+    return ivalue

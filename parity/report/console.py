@@ -44,8 +44,29 @@ def mismatch_message(row: dict) -> str:
 
 
 def render(results: dict, *, verbose: bool = False) -> str:
-    ck = results["checkpoint"]
-    inp = results["inputs"]
+    lines = _header(results) + _frameworks(results)
+    envs = environments(results)
+    if envs:
+        lines += ["", "  environments:"] + [f"    {line}" for line in envs]
+    if stand_in(results):
+        lines += ["", stand_in(results)]
+    for comp in results["comparisons"]:
+        lines += _pair(comp, verbose)
+    for section in (generation_lines(results, verbose=verbose), pipeline_lines(results, verbose=verbose)):
+        if section:
+            lines += ["", *section]
+    if results.get("diagnosis"):
+        lines += ["", *render_diagnosis(results["diagnosis"])]
+    code = results["exit_code"]
+    meaning = {0: "all comparisons pass", 1: "parity mismatch", 3: "a framework could not load or run",
+               130: "interrupted, results incomplete"}
+    lines += ["", f"verdict: {'PASS' if results['passed'] else 'FAIL'} (exit {code}: {meaning.get(code, '')})"]
+    return "\n".join(clean(line) for line in lines)
+
+
+def _header(results: dict) -> list[str]:
+    """The checkpoint, its task and the batch."""
+    ck, inp = results["checkpoint"], results["inputs"]
     shape = inp["shapes"].get("input_ids") or next(iter(inp["shapes"].values()), [])
     keys = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in inp["shapes"].items())
     lines = [f"parity check {ck['path']}",
@@ -56,9 +77,12 @@ def render(results: dict, *, verbose: bool = False) -> str:
         rows = inp["empty_rows"]
         lines.append(f"  {len(rows)} row(s) all padding, excluded from every comparison (nothing to compare): "
                      f"{', '.join(map(str, rows))}")
-    lines += [f"  batch: {keys}", ""]
-    lines.append(f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} "
-                 "import  load    run")
+    return lines + [f"  batch: {keys}", ""]
+
+
+def _frameworks(results: dict) -> list[str]:
+    """One row per framework (status, class, weights, device, seconds), then its error, weights and notes."""
+    lines = [f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} import  load    run"]
     for name, fw in results["frameworks"].items():
         sec = fw.get("seconds") or {}
         imp = f"{sec['import']:.1f}s" if "import" in sec else "-"
@@ -75,50 +99,37 @@ def render(results: dict, *, verbose: bool = False) -> str:
                              + (" ..." if len(load_info[key]) > 6 else ""))
         for note in load_info.get("notes", []):
             lines.append(f"  {'':<9} note: {note}")
-    envs = environments(results)
-    if envs:
-        lines += ["", "  environments:"] + [f"    {line}" for line in envs]
-    if stand_in(results):
-        lines += ["", stand_in(results)]
-    for comp in results["comparisons"]:
-        rows = comp["outputs"]
-        w = max([22] + [len(r["name"]) for r in rows])
-        ok = sum(r["passed"] for r in rows)
-        verdict = "PASS" if comp["passed"] else "FAIL"
-        lines += ["", f"{comp['reference']} vs {comp['candidate']}: {verdict}  "
-                      f"({ok}/{len(rows)} outputs within atol={rows[0]['atol']:g} rtol={rows[0]['rtol']:g})"
-                  if rows else f"{comp['reference']} vs {comp['candidate']}: {verdict} (no outputs)"]
-        if comp["first_divergence"]:
-            lines.append(f"  first divergence: {comp['first_divergence']}")
-        lines.append(f"  {'output':<{w}} {'shape':<18} {'max abs':>8} {'max rel':>8} {'mean abs':>8} "
-                     f"{'cosine':>9} {'req atol':>8} {'mismatched':>14}  verdict")
-        for r in rows:
-            shape_s = "x".join(map(str, r["shape"] or []))
-            mism = f"{r.get('mismatched', 0)}/{r.get('total', 0)}"
-            cos = "-" if r.get("cosine") is None else f"{r['cosine']:.6f}"
-            lines.append(f"  {r['name']:<{w}} {shape_s:<18} {num(r.get('max_abs_diff'), SHORT):>8} "
-                         f"{num(r.get('max_rel_diff'), SHORT):>8} {num(r.get('mean_abs_diff'), SHORT):>8} {cos:>9} "
-                         f"{num(r.get('required_atol'), SHORT):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
-        for r in rows:
-            if agreement_shown(r, verbose):
-                lines.append(f"  {r['name']}: {agreement_shown(r, verbose)}")
-        for r in rows:
-            if not r["passed"] and (verbose or r["name"] == comp["first_divergence"]):
-                lines.append(f"  {r['name']}: {mismatch_message(r)}")
-        skipped = comp.get("not_compared") or []
-        for side in dict.fromkeys(item["missing_in"] for item in skipped):
-            names = [item["name"] for item in skipped if item["missing_in"] == side]
-            lines.append(f"  not compared (no {side} output): {', '.join(names)}")
-    for section in (generation_lines(results, verbose=verbose), pipeline_lines(results, verbose=verbose)):
-        if section:
-            lines += ["", *section]
-    if results.get("diagnosis"):
-        lines += ["", *render_diagnosis(results["diagnosis"])]
-    code = results["exit_code"]
-    meaning = {0: "all comparisons pass", 1: "parity mismatch", 3: "a framework could not load or run",
-               130: "interrupted, results incomplete"}
-    lines += ["", f"verdict: {'PASS' if results['passed'] else 'FAIL'} (exit {code}: {meaning.get(code, '')})"]
-    return "\n".join(clean(line) for line in lines)
+    return lines
+
+
+def _pair(comp: dict, verbose: bool) -> list[str]:
+    """One pair's verdict line and table, then agreement, the first mismatch and what was not compared."""
+    rows = comp["outputs"]
+    w = max([22] + [len(r["name"]) for r in rows])
+    ok = sum(r["passed"] for r in rows)
+    verdict = "PASS" if comp["passed"] else "FAIL"
+    lines = ["", f"{comp['reference']} vs {comp['candidate']}: {verdict}  "
+                 f"({ok}/{len(rows)} outputs within atol={rows[0]['atol']:g} rtol={rows[0]['rtol']:g})"
+             if rows else f"{comp['reference']} vs {comp['candidate']}: {verdict} (no outputs)"]
+    if comp["first_divergence"]:
+        lines.append(f"  first divergence: {comp['first_divergence']}")
+    lines.append(f"  {'output':<{w}} {'shape':<18} {'max abs':>8} {'max rel':>8} {'mean abs':>8} "
+                 f"{'cosine':>9} {'req atol':>8} {'mismatched':>14}  verdict")
+    for r in rows:
+        shape_s = "x".join(map(str, r["shape"] or []))
+        mism = f"{r.get('mismatched', 0)}/{r.get('total', 0)}"
+        cos = "-" if r.get("cosine") is None else f"{r['cosine']:.6f}"
+        lines.append(f"  {r['name']:<{w}} {shape_s:<18} {num(r.get('max_abs_diff'), SHORT):>8} "
+                     f"{num(r.get('max_rel_diff'), SHORT):>8} {num(r.get('mean_abs_diff'), SHORT):>8} {cos:>9} "
+                     f"{num(r.get('required_atol'), SHORT):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
+    lines += [f"  {r['name']}: {agreement_shown(r, verbose)}" for r in rows if agreement_shown(r, verbose)]
+    lines += [f"  {r['name']}: {mismatch_message(r)}" for r in rows
+              if not r["passed"] and (verbose or r["name"] == comp["first_divergence"])]
+    skipped = comp.get("not_compared") or []
+    for side in dict.fromkeys(item["missing_in"] for item in skipped):
+        names = [item["name"] for item in skipped if item["missing_in"] == side]
+        lines.append(f"  not compared (no {side} output): {', '.join(names)}")
+    return lines
 
 
 def render_diagnosis(diag: dict) -> list[str]:
