@@ -364,11 +364,12 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     for name in names:
         atol, rtol = tolerance(name)
         row = _unpaired(name, reference, candidate, ref_outputs, cand_outputs, atol, rtol, skipped)
-        if row is None and nothing and stack_of(name, seq2seq) != "none":
+        both = name in ref_outputs and name in cand_outputs
+        if row is None and both and nothing and stack_of(name, seq2seq) != "none":
             row = OutputComparison(name=name, shape=list(np.shape(ref_outputs[name])), passed=False, atol=atol,
                                    rtol=rtol, error="nothing to compare: every batch row is all padding "
                                    "(attention_mask all zeros)")
-        if row is None and name in ref_outputs:
+        if row is None and both:
             row, per_tok = _paired(name, ref_outputs[name], cand_outputs[name], atol, rtol, attention_mask,
                                    exclude_padding, seq2seq, tokens, top1_min)
             if per_tok is not None:

@@ -9,7 +9,6 @@ judged, every --env interpreter probed, and every conversion refused that its en
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from parity.contracts import registry
 from parity.contracts.errors import UsageError
