@@ -14,6 +14,7 @@ from parity.contracts.outputs import group, model_order
 from parity.contracts.results import Results, environment
 from parity.execution.executor import RunInterrupted, execute
 from parity.numerics.behaviour import compare as compare_behaviour
+from parity.numerics.behaviour import failed_everywhere
 from parity.numerics.behaviour import passed as behaviour_passed
 from parity.numerics.compare import compare_pair
 from parity.planning import batch as inputs
@@ -95,7 +96,7 @@ def _results(plan: CheckPlan, outcome: _Outcome, t_start: float) -> Results:
         seconds={**outcome.stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()},
         diagnosis=outcome.diagnosis, schedule=outcome.schedule, reference_used=outcome.reference_used,
         complete=not outcome.interrupted, interrupted=outcome.interrupted,
-        generation=outcome.generation, pipeline=outcome.pipeline,
+        generation=outcome.generation, pipeline=outcome.pipeline, nothing_compared=outcome.nothing_compared,
     )
 
 
@@ -113,6 +114,7 @@ class _Outcome:
     reference_used: dict | None = None
     generation: list | None = None   # --generate: one entry per pair (parity.numerics.behaviour)
     pipeline: list | None = None     # --pipeline: likewise
+    nothing_compared: str | None = None  # why no pair was compared (exit 3)
 
 
 def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress, weights_dir, baseline,
@@ -146,9 +148,14 @@ def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress
     stages["compare"] = time.perf_counter() - t_compare
     _close(runs)
     code = _exit_code(interrupted, plan.entries, comparisons)
+    nothing = None if interrupted or comparisons else _nothing_compared(plan.entries)
+    if nothing:
+        code = EXIT_FRAMEWORK  # a gate that compared nothing must not go green
+    if code == EXIT_OK and (failed_everywhere(gen) or failed_everywhere(pipe)):
+        code = EXIT_FRAMEWORK
     if code == EXIT_OK and not (behaviour_passed(gen) and behaviour_passed(pipe)):
         code = EXIT_MISMATCH
-    return _Outcome(batch, comparisons, diagnosis, stages, schedule, interrupted, code, used, gen, pipe)
+    return _Outcome(batch, comparisons, diagnosis, stages, schedule, interrupted, code, used, gen, pipe, nothing)
 
 
 def _run(plan: CheckPlan, workdir: Path, progress, exports_dir: Path | None) -> tuple:
@@ -205,6 +212,14 @@ def _record(entry: dict, run) -> None:
         entry["load"] = {k: run.load.get(k, []) for k in ("missing", "unexpected", "mismatched", "notes")}
         if run.load.get("settings"):
             entry["settings"] = run.load["settings"]
+
+
+def _nothing_compared(entries: dict) -> str:
+    """Why no pair could be compared, from each framework that did not run."""
+    why = [f"{fw} {e['status']}" + (f" ({e['error']})" if e.get("error") else "")
+           for fw, e in entries.items() if e.get("status") != "ok"]
+    ran = [fw for fw, e in entries.items() if e.get("status") == "ok"]
+    return "no pair was compared: " + "; ".join(why + ([f"only {ran[0]} ran"] if len(ran) == 1 else []))
 
 
 def _exit_code(interrupted: bool, fw_results: dict, comparisons: list) -> int:

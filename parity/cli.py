@@ -34,21 +34,24 @@ def _add_check(sub) -> None:
                                   "config.architectures)")
     p.add_argument("--frameworks", default=",".join(DEFAULT_KEYS),
                    help=f"comma list of {', '.join(KEYS)}, or keras for KERAS_BACKEND's (default: {','.join(DEFAULT_KEYS)})")
-    p.add_argument("--reference", default=KEYS[0],
-                   help=f"framework the others are judged against (default: {KEYS[0]})")
+    p.add_argument("--reference",
+                   help=f"framework the others are judged against (default: {KEYS[0]}, else {KEYS[0]}@ENV, "
+                        "else the first of --frameworks)")
     p.add_argument("--source", default="auto", choices=["auto", *KEYS],
                    help="weights every framework starts from; auto = native weights when present")
     p.add_argument("--text", action="append", dest="texts", help="an input text (repeatable)")
     p.add_argument("--texts-file", help="UTF-8 file with one text per line")
     p.add_argument("--batch-size", help="number of texts (cycled) or random-id rows")
-    p.add_argument("--max-length", default="64", help="truncate to this many tokens (default: 64)")
+    p.add_argument("--max-length", help="truncate to this many tokens (default: 64; with --generate, fitted so "
+                                        "that the prompt and the new tokens fit the model's positions)")
     p.add_argument("--seed", default="0", help="seed for random inputs (default: 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--atol", default=None, help="absolute tolerance (default: 1e-5)")
     p.add_argument("--rtol", default=None, help="relative tolerance (default: 1e-5)")
     p.add_argument("--outputs", default="logits,hidden_states,attentions,cache",
                    help="output groups to compare: logits (head outputs), hidden_states, attentions, cache (past_key_values)")
-    p.add_argument("--report-dir", help="where results.json goes (default: reports/<checkpoint name>)")
+    p.add_argument("--report-dir", help="where results.json goes (default: reports/<checkpoint folder name>-<8 hex "
+                                        "of its path>, one folder per checkpoint)")
     p.add_argument("--inline", action="store_true", help="run every framework in this process (debugging)")
     p.add_argument("--verbose", "-v", action="store_true", help="print the mismatch message of every failing output")
     p.add_argument("--explain", action="store_true",
@@ -212,11 +215,12 @@ def _add_baseline(sub) -> None:
                        description="Run PATH in the chosen frameworks and store the batch, every output "
                                    "(float32 npz) and the environment, for `parity compare` later.")
     p.add_argument("path", help="checkpoint folder")
-    p.add_argument("--out", required=True, help="baseline folder to write")
-    for flag, kw in (("--task", {}), ("--frameworks", {"default": ",".join(DEFAULT_KEYS)}), ("--reference", {"default": KEYS[0]}),
+    p.add_argument("--out", help="baseline folder to write (default: reports/<checkpoint folder name>-<8 hex of "
+                                 "its path>-baseline)")
+    for flag, kw in (("--task", {}), ("--frameworks", {"default": ",".join(DEFAULT_KEYS)}), ("--reference", {}),
                      ("--source", {"default": "auto", "choices": ["auto", *KEYS]}),
                      ("--text", {"action": "append", "dest": "texts"}), ("--texts-file", {}), ("--batch-size", {}),
-                     ("--max-length", {"default": "64"}), ("--seed", {"default": "0"}),
+                     ("--max-length", {}), ("--seed", {"default": "0"}),
                      ("--device", {"default": "auto", "choices": ["auto", "cpu", "gpu"]}), ("--atol", {}),
                      ("--rtol", {}), ("--outputs", {"default": "logits,hidden_states,attentions",
                                                     "help": "output groups to keep (limits the size)"}),
@@ -262,10 +266,21 @@ def _cmd_record(args) -> int:
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol, outputs=args.outputs,
         report_dir=args.report_dir, inline=args.inline, envs=args.envs or {},
     ).validated(min_frameworks=1)
+    args.out = args.out or default_dir(args.path, "-baseline")
     results, size = record(cfg, args.out)
     print(console.render(results.to_dict()))
     print(f"baseline: {args.out} ({human(size)} written)")
     return results.exit_code
+
+
+def default_dir(path, suffix: str = "") -> str:
+    """reports/<folder name>-<8 hex of the resolved path><suffix>: two checkpoints whose folders share a name
+    (the real MiniLM's is `model`) never write into one folder."""
+    import hashlib
+
+    resolved = Path(path).resolve()
+    tag = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    return str(Path("reports") / f"{resolved.name or 'checkpoint'}-{tag}{suffix}")
 
 
 def _cmd_compare(args) -> int:
@@ -322,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_check(args) -> int:
     from parity.planning.config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
 
-    report_dir = args.report_dir or str(Path("reports") / (Path(args.path).resolve().name or "checkpoint"))
+    report_dir = args.report_dir or default_dir(args.path)
     cfg = CheckConfig(
         path=args.path, task=args.task, frameworks=args.frameworks, reference=args.reference,
         source=args.source, texts=args.texts, texts_file=args.texts_file, batch_size=args.batch_size,

@@ -114,16 +114,16 @@ class ParityFile(pytest.File):
                 pairs = _pairs(entry)
             except ParityError as e:
                 raise self.CollectError(f"parity: error: {e.one_line()}") from None
-            for pair in pairs + _stand_in_pairs(pairs):
+            for pair in pairs:
                 item = ParityItem.from_parent(self, name=f"{entry['name']}[{pair[0]}-vs-{pair[1]}]",
-                                              entry=entry, pair=pair, stand_in=pair not in pairs)
+                                              entry=entry, pair=pair)
                 item.add_marker(pytest.mark.xdist_group(entry["name"]))
                 yield item
 
 
 def _pairs(entry: dict) -> list[tuple[str, str]]:
-    from parity.planning.config import split_list
     from parity.contracts import registry
+    from parity.planning.config import default_reference, split_list
 
     if entry.get("baseline"):
         from parity.baseline import Baseline
@@ -132,7 +132,7 @@ def _pairs(entry: dict) -> list[tuple[str, str]]:
         fws = split_list(entry.get("frameworks")) or base.recorded
         return [("baseline", registry.canonical(f)) for f in fws]
     fws = [registry.canonical(f) for f in (split_list(entry.get("frameworks")) or registry.DEFAULT_KEYS)]
-    ref = registry.canonical(entry.get("reference", registry.KEYS[0]))
+    ref = registry.canonical(entry.get("reference") or default_reference(fws))
     pairs = [(ref, f) for f in fws if f != ref]
     if not pairs:  # the same one line `parity check` gives (one framework, or only the reference)
         from parity.planning.config import from_entry
@@ -142,15 +142,6 @@ def _pairs(entry: dict) -> list[tuple[str, str]]:
         raise UsageError(f"check {entry.get('name')!r} compares nothing: frameworks {', '.join(fws)} with "
                          f"reference {ref}", "list at least two frameworks, or gate against a baseline")
     return pairs
-
-
-def _stand_in_pairs(pairs: list) -> list:
-    """The pairs compared only when the reference cannot run (api.reference_used): each candidate
-    against every later one, so each possible stand-in's pairs are items of their own."""
-    if not pairs or pairs[0][0] == "baseline":
-        return []
-    others = [cand for _, cand in pairs]
-    return [(a, b) for i, a in enumerate(others) for b in others[i + 1:]]
 
 
 def _safe(name: str) -> str:
@@ -260,14 +251,30 @@ def pair_failure(results: dict, pair: tuple) -> str | None:
         down = next((fw for fw in (ref, candidate) if (results["frameworks"].get(fw) or {}).get("status") != "ok"),
                     candidate)
         fw = results["frameworks"].get(down, {})
-        text = f"{ref} vs {candidate}: not compared ({down} {fw.get('status')}: {fw.get('error')})\n" + text
+        text = f"{ref} vs {candidate}: not compared ({down} {fw.get('status')}: {fw.get('error')})\n" \
+            + _stand_in_text(results, ref, candidate, behaviour) + text
     return text
 
 
+def _stand_in_text(results: dict, ref: str, candidate: str, behaviour: dict) -> str:
+    """A pair whose reference did not run still fails; where another framework stood in for the reference
+    (api.reference_used), its comparison with the candidate is shown, so a drift is not hidden behind the
+    reference's fault. No item of its own: it would be skipped in every healthy run."""
+    from parity.report import console
+
+    used = (results.get("reference_used") or {}).get("framework")
+    comp = _comparison(results, (used, candidate)) if used and used != ref else None
+    if comp is None:
+        return ""
+    one = {**results, **behaviour, "comparisons": [comp],
+           "frameworks": {k: v for k, v in results["frameworks"].items() if k in (used, candidate)}}
+    return f"{used} stands in for {ref}:\n" + console.render(one, verbose=True) + "\n\n"
+
+
 class ParityItem(pytest.Item):
-    def __init__(self, *, entry, pair, stand_in=False, **kw):
+    def __init__(self, *, entry, pair, **kw):
         super().__init__(**kw)
-        self.entry, self.pair, self.stand_in = entry, pair, stand_in
+        self.entry, self.pair = entry, pair
 
     def runtest(self):
         results = run_entry(self.config, self.entry)
@@ -275,10 +282,6 @@ class ParityItem(pytest.Item):
             _record(self, None, "error", results.one_line())
             raise ParityFailure(f"parity: error: {results.one_line()}")
         data = results.to_dict()
-        used = data.get("reference_used") or {}
-        if self.stand_in and used.get("framework") != self.pair[0]:
-            pytest.skip(f"compared only when the reference {used.get('requested')} cannot run and "
-                        f"{self.pair[0]} stands in for it")
         failure = pair_failure(data, self.pair)
         comp = _comparison(data, self.pair)
         _record(self, data, "pass" if failure is None else "fail", comp and comp["first_divergence"])

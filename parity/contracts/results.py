@@ -305,6 +305,9 @@ class Results(Record):
                                 "a pool inside the checking process), `shared` (the socket of a pool server, when "
                                 "one lent the workers) and per framework the worker's `pid`, `check` (1: a fresh "
                                 "process), `fresh_because` and `forked` (from a template) (parity.execution.pool)", None, omit_none=True)
+    nothing_compared: str | None = key("why no pair was compared (every candidate unavailable, unsupported or "
+                                       "failed): such a check is exit 3, never a pass; absent otherwise", None,
+                                       omit_none=True)
     reference_used: dict | None = key("`requested` (--reference), `framework` (the one the comparisons are judged "
                                       "against: the requested one, or the next framework in --frameworks order that "
                                       "ran when it could not; null when no pair could be compared), `reason` (why "
@@ -318,11 +321,14 @@ class Results(Record):
                                   "`kind` near_tie, generation_loop or forward_drift, `text`, margins and drift), "
                                   "`scores` (which per-step scores each framework's generate returned), "
                                   "`config_diff`, `not_applied` (settings a framework's generate never reads), "
-                                  "`summary`; `error` when one side could not generate", None, omit_none=True)
+                                  "`summary`; `error` when a side could not generate (`failed_everywhere` true when neither could: the check "
+                                  "is then exit 3, not a mismatch)", None, omit_none=True)
     pipeline: list | None = key("--pipeline only: one entry per pair: `reference`, `candidate`, `passed`, `task`, "
                                 "`items` (per input: what each pipeline returned and the verdict), "
-                                "`label_agreement`, `flips` (each with its score margin), `summary`; `error` or "
-                                "`skipped` when a framework has no pipeline", None, omit_none=True)
+                                "`label_agreement`, `flips` (each with its score margin), `summary`; `error` naming the failing input "
+                                "when a side's pipeline failed (`failed_everywhere` true when every side's did: exit "
+                                "3, not a mismatch), or `skipped` when a framework has no pipeline; the inputs are "
+                                "truncated as the forward batch is", None, omit_none=True)
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

@@ -26,3 +26,8 @@ def compare(cfg, runs: dict, comparisons: list, reference: str | None) -> tuple[
 
 def passed(entries: list | None) -> bool:
     return all(e["passed"] for e in entries or [])
+
+
+def failed_everywhere(entries: list | None) -> bool:
+    """Whether a behaviour pair could not run on either side (the check's error, exit 3, not a mismatch)."""
+    return any(e.get("failed_everywhere") for e in entries or [])

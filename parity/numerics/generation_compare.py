@@ -152,6 +152,7 @@ def compare(ref: str, cand: str, ref_run, cand_run, *, tolerance: tuple, forward
     failed = [(fw, i["error"]) for fw, i in zip((ref, cand), infos) if i.get("error")]
     if failed or ref_run.gen_arrays is None or cand_run.gen_arrays is None:
         entry["error"] = "; ".join(f"{fw} generate failed: {e}" for fw, e in failed) or "no generation to compare"
+        entry["failed_everywhere"] = len(failed) == 2  # the check's error (exit 3), not a mismatch
         return entry
     arrays = ({k: np.asarray(ref_run.gen_arrays[k]) for k in ref_run.gen_arrays},
               {k: np.asarray(cand_run.gen_arrays[k]) for k in cand_run.gen_arrays})

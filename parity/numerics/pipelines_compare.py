@@ -68,7 +68,9 @@ def compare(ref: str, cand: str, ref_part: dict | None, cand_part: dict | None, 
     errors = [f"{fw} pipeline failed: {p.get('error') or 'no output'}" for fw, p in parts.items()
               if p.get("error") or "outputs" not in p]
     if errors:
-        entry.update(error="; ".join(errors), summary="; ".join(errors))
+        # Both sides failing is the check's error (exit 3: neither produced anything to compare), one side
+        # failing where the other ran is what the model does differently (a mismatch).
+        entry.update(error="; ".join(errors), summary="; ".join(errors), failed_everywhere=len(errors) == len(parts))
         return entry
     task = ref_part["task"]
     items = [dict(_ITEM[task](a, b, tolerance), input=i)

@@ -25,10 +25,12 @@ def requests(cfg, task: str, config: dict) -> dict:
     out = {}
     if cfg.generate:
         fixed = settings(task, cfg.max_new_tokens, cfg.num_beams)
+        if "max_length" in cfg.chosen:  # --max-length left out: the prompts make room for the new tokens
+            fit_length(cfg, config, task, fixed["max_new_tokens"])
         check_length(config, task, cfg.max_length, fixed["max_new_tokens"])
         out["generate"] = {"task": task, **fixed}
     if cfg.pipeline:
-        out["pipeline"] = pipeline_request(cfg, task)
+        out["pipeline"] = pipeline_request(cfg, task, config)
     return out
 
 
@@ -52,6 +54,17 @@ def settings(task: str | None, max_new_tokens, num_beams) -> dict:
     return out
 
 
+def fit_length(cfg, config: dict, task: str, max_new_tokens: int) -> None:
+    """The default --max-length shortened so that a decoder-only prompt plus the new tokens fit the position
+    table (said in ``cfg.chosen``); a --max-length the user gave is left to check_length to refuse."""
+    limit = config.get("max_position_embeddings", config.get("n_positions"))
+    if task == "causal-lm" and isinstance(limit, int) and 0 < limit < cfg.max_length + max_new_tokens:
+        fitted = max(1, limit - max_new_tokens)
+        cfg.chosen["max_length"] = (f"{fitted}: the model's {limit} positions less {max_new_tokens} new tokens "
+                                    f"(--max-length defaults to {cfg.max_length})")
+        cfg.max_length = fitted
+
+
 def check_length(config: dict, task: str, prompt_length: int, max_new_tokens: int) -> None:
     """A decoder-only prompt plus the new tokens must fit the position table."""
     limit = config.get("max_position_embeddings", config.get("n_positions"))
@@ -61,12 +74,19 @@ def check_length(config: dict, task: str, prompt_length: int, max_new_tokens: in
                          "less, or a smaller --max-new-tokens")
 
 
-def pipeline_request(cfg, task: str) -> dict:
-    """The pipeline part of every WorkerRequest (UsageError for a task without a pipeline)."""
+def pipeline_request(cfg, task: str, config: dict) -> dict:
+    """The pipeline part of every WorkerRequest (UsageError for a task without a pipeline). Its texts are
+    truncated as the forward batch is (``max_length`` tokens), and a decoder-only model's prompts further, so
+    that they and the new tokens fit the position table."""
     from parity.planning.batch import DEFAULT_TEXTS, read_texts
 
     if task not in PIPELINES:
         raise UsageError(f"--pipeline: task {task} has no transformers pipeline that parity runs",
                          f"pipelines run for {', '.join(PIPELINES)}; leave out --pipeline")
     texts = read_texts(cfg.texts, cfg.texts_file) or list(DEFAULT_TEXTS)
-    return {"task": PIPELINES[task], "texts": texts, "max_new_tokens": cfg.max_new_tokens, "top_k": TOP_K}
+    max_length = cfg.max_length
+    limit = config.get("max_position_embeddings", config.get("n_positions"))
+    if task == "causal-lm" and isinstance(limit, int) and limit > 0:
+        max_length = max(1, min(max_length, limit - int(cfg.max_new_tokens)))
+    return {"task": PIPELINES[task], "texts": texts, "max_new_tokens": cfg.max_new_tokens, "top_k": TOP_K,
+            "max_length": max_length}

@@ -85,12 +85,12 @@ class CheckConfig:
     path: str
     task: str | None = None
     frameworks: list = field(default_factory=lambda: list(registry.DEFAULT_KEYS))
-    reference: str = registry.KEYS[0]
+    reference: str | None = None          # None: default_reference(frameworks), said in `chosen`
     source: str = "auto"
     texts: list | None = None
     texts_file: str | None = None
     batch_size: int | None = None
-    max_length: int = DEFAULT_MAX_LENGTH
+    max_length: int | None = None          # None: DEFAULT_MAX_LENGTH, fitted for --generate (planning.behaviour)
     seed: int = 0
     device: str = "auto"
     atol: float = DEFAULT_ATOL
@@ -115,6 +115,8 @@ class CheckConfig:
     # "elementwise" (every output within tolerance) or "top1": logits outputs pass on top-1 agreement >= top1_min
     gate: str = "elementwise"
     top1_min: float | None = None
+    # What parity chose where an option was left out, and why (results.json config.chosen; the console says it).
+    chosen: dict = field(default_factory=dict)
 
     def validated(self, min_frameworks: int = 2) -> "CheckConfig":
         """Normalise and check every field; raise UsageError on the first bad one.
@@ -139,6 +141,9 @@ class CheckConfig:
                 raise UsageError(f"unknown output group {g!r}",
                                  "--outputs takes a comma list of logits, hidden_states, attentions, cache")
         self.outputs = list(dict.fromkeys(groups))
+        if self.max_length is None:
+            self.max_length = DEFAULT_MAX_LENGTH
+            self.chosen.setdefault("max_length", None)  # the default: planning.behaviour may fit it to the model
         for name in ("batch_size", "max_length", "seed"):
             setattr(self, name, _count(name, getattr(self, name)))
         self._validate_timeout()
@@ -156,6 +161,11 @@ class CheckConfig:
             raise UsageError("a parity check needs at least two frameworks",
                              "pass --frameworks pt,tf,flax (or any two of them)")
         self.frameworks = list(dict.fromkeys(fws))
+        if self.reference is None:
+            self.reference = default_reference(self.frameworks)
+            if self.reference != registry.KEYS[0]:
+                self.chosen["reference"] = f"{self.reference}: the default reference ({registry.KEYS[0]}, else " \
+                    f"{registry.KEYS[0]}@ENV, else the first framework)"
         self.reference = framework_key(self.reference, self.envs, "--reference")
         if self.inline and any("@" in f for f in self.frameworks):
             raise UsageError("--inline runs every framework in this process, and "
@@ -335,3 +345,10 @@ def _count(name: str, value):
     if ivalue < (0 if name == "seed" else 1):
         raise UsageError(f"{flag} must be {'>= 0' if name == 'seed' else '>= 1'}, got {value}", f"pass {flag} N")
     return ivalue
+
+
+def default_reference(frameworks: list) -> str:
+    """The reference when none is given: PyTorch, else PyTorch in another environment (pt@v5), else the first."""
+    first = registry.KEYS[0]
+    return next((fw for fw in frameworks if fw == first), None) \
+        or next((fw for fw in frameworks if fw.partition("@")[0].partition(":")[0] == first), frameworks[0])

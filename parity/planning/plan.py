@@ -62,7 +62,7 @@ def plan_check(cfg: CheckConfig, *, batch: inputs.Batch | None = None, paths: di
     """Plan ``cfg``; ``paths`` ({framework: folder}) loads those frameworks natively from their own folder
     (parity convert), ``baseline`` lets one framework be enough (compared with its own recording)."""
     ckpt = Checkpoint.open(cfg.path, trust_remote_code=cfg.trust_remote_code)
-    _check_max_length(ckpt.config, cfg.max_length)
+    _check_max_length(cfg, ckpt.config)
     envs = environments.resolve(cfg.frameworks, cfg.envs)  # probes each --env interpreter: bad ones end here
     missing = {fw: why for fw in cfg.frameworks if (why := _unavailable(fw, envs))}
     task, classes = tasks.resolve(ckpt.config, cfg.task, cfg.frameworks, cfg.reference,
@@ -163,12 +163,18 @@ def _use_caches(fw: str, spec: LoadSpec, files: dict, env_versions: dict) -> Non
         spec.compile_cache = str(compile_dir) if compile_dir else None
 
 
-def _check_max_length(config: dict, max_length: int) -> None:
-    """A batch longer than the position table fails inside every framework; say so up front."""
+def _check_max_length(cfg: CheckConfig, config: dict) -> None:
+    """A batch longer than the position table fails inside every framework: the default length is fitted to
+    it (said in ``cfg.chosen``), a --max-length the user gave is refused up front."""
     limit = config.get("max_position_embeddings", config.get("n_positions"))
-    if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < max_length:
-        raise UsageError(f"--max-length {max_length} is longer than the model's {limit} positions "
-                         "(max_position_embeddings in config.json)", f"pass --max-length {limit} or less")
+    if not (isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < cfg.max_length):
+        return
+    if "max_length" in cfg.chosen:
+        cfg.chosen["max_length"] = f"{limit}: the model's positions (--max-length defaults to {cfg.max_length})"
+        cfg.max_length = limit
+        return
+    raise UsageError(f"--max-length {cfg.max_length} is longer than the model's {limit} positions "
+                     "(max_position_embeddings in config.json)", f"pass --max-length {limit} or less")
 
 
 def _labels(config: dict, limit: int = 50) -> dict | None:

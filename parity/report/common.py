@@ -14,7 +14,8 @@ def verdict(results: dict) -> str:
 
 def verdict_line(results: dict) -> str:
     code = results.get("exit_code")
-    return f"{verdict(results)} (exit {code}: {EXIT_MEANING.get(code, 'unknown')})"
+    line = f"{verdict(results)} (exit {code}: {EXIT_MEANING.get(code, 'unknown')})"
+    return f"{line}: {results['nothing_compared']}" if results.get("nothing_compared") else line
 
 
 def stand_in(results: dict) -> str | None:

@@ -57,6 +57,8 @@ def render(results: dict, *, verbose: bool = False) -> str:
             lines += ["", *section]
     if results.get("diagnosis"):
         lines += ["", *render_diagnosis(results["diagnosis"])]
+    if results.get("nothing_compared"):
+        lines += ["", results["nothing_compared"]]
     code = results["exit_code"]
     meaning = {0: "all comparisons pass", 1: "parity mismatch", 3: "a framework could not load or run",
                130: "interrupted, results incomplete"}
@@ -73,6 +75,9 @@ def _header(results: dict) -> list[str]:
              f"  model_type {ck['model_type']}, task {results['task']}, inputs {inp['source']}"
              f"{' (cached)' if inp.get('cache') == 'hit' else ''} "
              f"{shape} ({inp['padded_positions']} padded positions excluded)"]
+    for name, why in ((results.get("config") or {}).get("chosen") or {}).items():
+        if why:  # what parity chose for an option left out, where it is not the plain default
+            lines.append(f"  chosen: --{name.replace('_', '-')} {why}")
     if inp.get("empty_rows"):
         rows = inp["empty_rows"]
         lines.append(f"  {len(rows)} row(s) all padding, excluded from every comparison (nothing to compare): "

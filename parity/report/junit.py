@@ -95,6 +95,11 @@ def render(results: dict) -> str:
         else:
             out = ET.SubElement(case, "system-out")
             out.text = _t(f"{fw.get('class_name')} on {fw.get('device')}, weights {source(fw)}")
+    if results.get("nothing_compared"):
+        case = ET.SubElement(fw_suite, "testcase", {"name": "comparisons", "classname": "parity.frameworks",
+                                                   "time": "0.000"})
+        err = ET.SubElement(case, "error", {"message": _t(results["nothing_compared"]), "type": "NothingCompared"})
+        err.text = _t(results["nothing_compared"])
     _count(fw_suite)
 
     for comp in results.get("comparisons", []):

@@ -58,10 +58,29 @@ def run(runner, req: dict) -> dict:
                                  dtype=None)
     if getattr(pipe.tokenizer, "pad_token", True) is None and task == "text-generation":
         pipe.tokenizer.pad_token = pipe.tokenizer.eos_token
-    items = inputs(task, req["texts"], tok.mask_token)
-    outputs = _call(pipe, task, items, req)
+    texts = [truncated(tok, text, req.get("max_length")) for text in req["texts"]]
+    items = inputs(task, texts, tok.mask_token)
+    outputs = []
+    for n, item in enumerate(items):  # one at a time: a failure names its input
+        try:
+            outputs.append(_call(pipe, task, [item], req)[0])
+        except Exception as exc:
+            shown = item if isinstance(item, str) else json.dumps(item)
+            raise RuntimeError(f"input {n} ({shown[:60]!r}): {type(exc).__name__}: {exc}") from exc
     # numpy scalars -> plain JSON numbers
-    return {"task": task, "inputs": items, "outputs": json.loads(json.dumps(outputs, default=_plain))}
+    return {"task": task, "inputs": items, "outputs": json.loads(json.dumps(outputs, default=_plain)),
+            "max_length": req.get("max_length"), "truncated": sum(a != b for a, b in zip(texts, req["texts"]))}
+
+
+def truncated(tok, text: str, max_length: int | None) -> str:
+    """``text`` cut to ``max_length`` tokens as the forward batch is (special tokens counted), decoded back:
+    the pipeline tokenizes it again, and a text longer than the position table fails inside the model."""
+    if not max_length:
+        return text
+    ids = tok(text, truncation=True, max_length=max_length)["input_ids"]
+    if len(ids) >= max_length:
+        return tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return text
 
 
 def _plain(value):
