@@ -15,7 +15,7 @@ VENV5  := .venv-v5
 STAMP5 := $(VENV5)/.parity-installed
 PIP5   := $(VENV5)/bin/python -m pip install -q --disable-pip-version-check -c constraints-v5.txt
 
-.PHONY: install venv-v5 demo test support bench bench-suite clean chromium screenshot
+.PHONY: install venv-v5 demo test support bench bench-suite clean chromium screenshot tox
 
 $(STAMP): pyproject.toml constraints.txt
 	# A venv whose creation was cut short has a python but no pip: make it again.
@@ -45,6 +45,10 @@ demo: $(STAMP)
 # The migration tests need .venv-v5: here they fail rather than skip when it is missing.
 test: $(STAMP) $(STAMP5) chromium
 	PARITY_REQUIRE_V5=1 $(BIN)/python -m pytest -n $(XDIST) --dist loadgroup -q
+
+# tox for the version matrix (tox.ini; docs/ci.md): pinned in constraints.txt, not part of the demo's stack.
+tox: $(STAMP)
+	$(PIP) -c constraints.txt tox
 
 # Debian's chromium for the HTML-report browser test. Installed only where we are root with apt-get;
 # anywhere else (or if apt fails) the test skips with its reason and `make test` goes on.

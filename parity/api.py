@@ -46,7 +46,7 @@ class Interrupted(KeyboardInterrupt):
 
 def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=None, save: bool = True,
               paths: dict | None = None, weights_dir: Path | None = None, baseline: dict | None = None,
-              on_outputs=None, baseline_sources: dict | None = None) -> Results:
+              on_outputs=None) -> Results:
     """Run one check; ``batch`` replaces the built batch (replays, recorded inputs).
 
     ``progress(subject, state)`` hears loading / running / done per framework and comparing
@@ -55,10 +55,10 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     source in its framework against the converted copy in the target's); the batch is built
     from ``cfg.path``. ``weights_dir`` makes every framework also export its weights there.
 
-    Golden baselines (parity.baseline): ``baseline`` is {framework: recorded outputs}; each
-    framework is then compared with its own recording (reference ``baseline:<fw>``) instead of
-    with ``cfg.reference``, so one framework is enough; ``baseline_sources`` ({framework: recorded
-    framework}) names another framework's recording where that is what ``baseline`` holds.
+    Golden baselines (parity.baseline): ``baseline`` is {framework: {recorded framework: its
+    outputs}}; each framework is then compared with those recordings (reference
+    ``baseline:<recorded>``: its own, another's with --against, or every recording that cannot
+    run here) instead of with ``cfg.reference``, so one framework is enough.
     ``on_outputs(framework, outputs)`` is called with each framework's outputs before they are
     released (to record them)."""
     t_start = time.perf_counter()
@@ -73,7 +73,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
         check_writable([cfg.report_dir], "--report-dir")
     with tempfile.TemporaryDirectory(prefix="parity-") as workdir:
         outcome = _run_and_compare(plan, Path(workdir), t_start, progress=progress, weights_dir=weights_dir,
-                                   baseline=baseline, on_outputs=on_outputs, baseline_sources=baseline_sources)
+                                   baseline=baseline, on_outputs=on_outputs)
     results = _results(plan, outcome, t_start)
     path = results.save(Path(cfg.report_dir) / "results.json") if cfg.report_dir and save else None
     if outcome.interrupted:
@@ -118,7 +118,7 @@ class _Outcome:
 
 
 def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress, weights_dir, baseline,
-                     on_outputs, baseline_sources: dict | None = None) -> _Outcome:
+                     on_outputs) -> _Outcome:
     """Run the frameworks (recording each in the plan's entries), then compare and, with --explain, diagnose."""
     cfg = plan.cfg
     stages = {"prepare": time.perf_counter() - t_start}
@@ -140,7 +140,7 @@ def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress
     comparisons, diagnosis = [], None
     if batch is not None:
         try:
-            _compare(cfg, runs, batch, comparisons, progress, baseline, reference, baseline_sources)
+            _compare(cfg, runs, batch, comparisons, progress, baseline, reference)
             diagnosis = _diagnose(plan, runs, batch, comparisons, reference, exports_dir) if cfg.explain else None
         except KeyboardInterrupt:
             interrupted = True  # keep the pairs already compared
@@ -148,7 +148,8 @@ def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress
     stages["compare"] = time.perf_counter() - t_compare
     _close(runs)
     code = _exit_code(interrupted, plan.entries, comparisons)
-    nothing = None if interrupted or comparisons else _nothing_compared(plan.entries)
+    # (recording one framework compares nothing by design: its baseline is an empty dict)
+    nothing = None if interrupted or comparisons or baseline == {} else _nothing_compared(plan.entries)
     if nothing:
         code = EXIT_FRAMEWORK  # a gate that compared nothing must not go green
     if code == EXIT_OK and (failed_everywhere(gen) or failed_everywhere(pipe)):
@@ -268,16 +269,14 @@ def reference_used(cfg: CheckConfig, fw_results: dict) -> dict:
 
 
 def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=None,
-             baseline: dict | None = None, reference: str | None = None,
-             baseline_sources: dict | None = None) -> list[dict]:
+             baseline: dict | None = None, reference: str | None = None) -> list[dict]:
     """Each framework that ran against its reference, appended to ``comparisons`` as it goes.
 
     The reference is ``cfg.reference``'s outputs, or with ``baseline`` the framework's own
     recording (``baseline:<fw>``). Outputs of the chosen groups, the reference's first, then
     any only the candidate has, in the model's order.
     """
-    for ref_name, ref_outputs, ref_names, label, fw in _references(cfg, runs, baseline, reference,
-                                                                   baseline_sources or {}):
+    for ref_name, ref_outputs, ref_names, label, fw in _references(cfg, runs, baseline, reference):
         run = runs[fw]
         if progress:
             progress(label, "comparing")
@@ -289,13 +288,12 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
     return comparisons
 
 
-def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: str | None,
-                sources: dict) -> list[tuple]:
+def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: str | None) -> list[tuple]:
     """(reference name, its outputs, their names, progress label, candidate) for every comparison to make."""
     ran = [fw for fw in cfg.frameworks if fw in runs and runs[fw].status == "ok"]
     if baseline is not None:  # a recording's names are its keys
-        return [(f"baseline:{sources.get(fw, fw)}", baseline[fw], baseline[fw], f"baseline vs {fw}", fw)
-                for fw in ran if fw in baseline]
+        return [(f"baseline:{src}", outputs, outputs, f"baseline:{src} vs {fw}", fw)
+                for fw in ran for src, outputs in baseline.get(fw, {}).items()]
     ref = runs.get(reference)
     if ref is None or ref.status != "ok":
         return []

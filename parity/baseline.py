@@ -198,26 +198,14 @@ def compare(baseline: Baseline, *, path=None, frameworks=None, atol=None, rtol=N
 
     ``against``: a recorded framework every running one is judged against instead (a TF recording
     made under transformers 4, compared with PyTorch under 5). ``envs`` as CheckConfig's: ``pt@v5``
-    runs under that interpreter and is judged against the pt recording.
+    runs under that interpreter and is judged against the pt recording. With neither ``frameworks``
+    nor ``against``, the recorded frameworks that cannot run here are not in this environment (no
+    failure): each one that runs is judged against its own recording and theirs (``baseline_plan``).
     """
     from parity.api import run_check
-    from parity.contracts import registry
 
+    chosen, sources, note = baseline_plan(baseline, frameworks, against)
     rec = baseline.meta["config"]
-    chosen = frameworks or baseline.recorded
-    if isinstance(chosen, str):
-        chosen = [f.strip() for f in chosen.split(",") if f.strip()]
-    chosen = [registry.canonical(f) for f in chosen]
-    if against is not None:
-        against = registry.canonical(against)
-        if against not in baseline.recorded:
-            raise UsageError(f"--against {against}: the baseline has no {against} outputs (recorded: "
-                             f"{', '.join(baseline.recorded)})", "pass --against with a recorded framework")
-    sources = {fw: against or registry.base(fw) for fw in chosen}
-    not_recorded = [src for src in sources.values() if src not in baseline.recorded]
-    if not_recorded:
-        raise UsageError(f"the baseline has no {not_recorded[0]} outputs (recorded: {', '.join(baseline.recorded)})",
-                         "pass --frameworks with recorded frameworks only, or --against a recorded one")
     cfg = CheckConfig(
         path=str(path or baseline.meta["checkpoint"].get("abs_path") or baseline.meta["checkpoint"]["path"]), task=baseline.meta["task"], frameworks=chosen,
         reference=chosen[0], source=rec.get("source", "auto"), max_length=rec.get("max_length", 64),
@@ -227,11 +215,51 @@ def compare(baseline: Baseline, *, path=None, frameworks=None, atol=None, rtol=N
         outputs=[g for g in baseline.meta.get("outputs", GROUPS)], report_dir=report_dir, inline=inline,
         explain=explain, envs=envs or {},
     ).validated(min_frameworks=1)
+    if note:
+        cfg.chosen["frameworks"] = note
     batch = baseline.batch()
     check_inputs_fit(batch.arrays, cfg.path, baseline.meta)
-    recorded = {fw: baseline.outputs(sources[fw]) for fw in cfg.frameworks}
-    return run_check(cfg, batch=batch, baseline=recorded, save=save,
-                     baseline_sources={fw: sources[fw] for fw in cfg.frameworks})
+    recorded = {fw: {src: baseline.outputs(src) for src in sources[fw]} for fw in cfg.frameworks}
+    return run_check(cfg, batch=batch, baseline=recorded, save=save)
+
+
+def baseline_plan(baseline: Baseline, frameworks=None, against=None) -> tuple[list, dict, str | None]:
+    """(frameworks to run, {framework: the recordings it is judged against}, what was chosen and why)."""
+    from parity.contracts import registry
+    from parity.contracts.versions import unavailable_reason
+
+    if against is not None:
+        against = registry.canonical(against)
+        if against not in baseline.recorded:
+            raise UsageError(f"--against {against}: the baseline has no {against} outputs (recorded: "
+                             f"{', '.join(baseline.recorded)})", "pass --against with a recorded framework")
+    if frameworks is None and against is None:
+        # The recorded frameworks that run here, else the default one that does (PyTorch under transformers 5
+        # after a TF and Flax recording under 4.57): each judged against its own recording, if any, and
+        # against every recording whose framework cannot run here.
+        why = {fw: unavailable_reason(fw) for fw in dict.fromkeys(baseline.recorded + list(registry.DEFAULT_KEYS))}
+        away = [fw for fw in baseline.recorded if why[fw]]
+        here = [fw for fw in baseline.recorded if not why[fw]] \
+            or [fw for fw in registry.DEFAULT_KEYS if not why[fw]][:1]
+        if not here:
+            raise UsageError("no framework can run here: " + "; ".join(f"{fw}: {why[fw]}" for fw in why if why[fw]),
+                             "install one (parity[torch]), or pass --frameworks FW@ENV with --env")
+        note = None if not away else (
+            f"{', '.join(here)}: {registry.spoken(away)} recorded but not in this environment ("
+            + "; ".join(f"{fw}: {why[fw].split(' (')[0]}" for fw in away)
+            + f"), so {registry.spoken(here)} is judged against {'their recordings' if len(away) > 1 else 'its recording'}"
+            + (" too" if set(here) & set(baseline.recorded) else ""))
+        return here, {fw: [fw] * (fw in baseline.recorded) + away for fw in here}, note
+    chosen = frameworks or baseline.recorded
+    if isinstance(chosen, str):
+        chosen = [f.strip() for f in chosen.split(",") if f.strip()]
+    chosen = [registry.canonical(f) for f in chosen]
+    sources = {fw: [against or registry.base(fw)] for fw in chosen}
+    not_recorded = [src for srcs in sources.values() for src in srcs if src not in baseline.recorded]
+    if not_recorded:
+        raise UsageError(f"the baseline has no {not_recorded[0]} outputs (recorded: {', '.join(baseline.recorded)})",
+                         "pass --frameworks with recorded frameworks only, or --against a recorded one")
+    return chosen, sources, None
 
 
 def check_inputs_fit(arrays: dict, path: str, meta: dict) -> None:

@@ -128,9 +128,11 @@ def _pairs(entry: dict) -> list[tuple[str, str]]:
     if entry.get("baseline"):
         from parity.baseline import Baseline
 
+        from parity.baseline import baseline_plan
+
         base = Baseline.open(entry["baseline"])
-        fws = split_list(entry.get("frameworks")) or base.recorded
-        return [("baseline", registry.canonical(f)) for f in fws]
+        chosen, _, _ = baseline_plan(base, split_list(entry.get("frameworks")) or None, entry.get("against"))
+        return [("baseline", f) for f in chosen]
     fws = [registry.canonical(f) for f in (split_list(entry.get("frameworks")) or registry.DEFAULT_KEYS)]
     ref = registry.canonical(entry.get("reference") or default_reference(fws))
     pairs = [(ref, f) for f in fws if f != ref]
@@ -221,11 +223,16 @@ def _session_pool(config, inline: bool):
     return kept
 
 
-def _comparison(results: dict, pair: tuple) -> dict | None:
-    """The comparison of ``pair`` (reference, candidate); reference ``"baseline"`` is the candidate's recording."""
+def _comparisons(results: dict, pair: tuple) -> list[dict]:
+    """The comparisons of ``pair`` (reference, candidate); reference ``"baseline"`` is every recording the
+    candidate was judged against (its own, and those of recorded frameworks that cannot run here)."""
     ref, candidate = pair
-    return next((c for c in results["comparisons"] if c["candidate"] == candidate
-                 and (c["reference"] == ref or ref == "baseline" and c["reference"].startswith("baseline:"))), None)
+    return [c for c in results["comparisons"] if c["candidate"] == candidate
+            and (c["reference"] == ref or ref == "baseline" and c["reference"].startswith("baseline:"))]
+
+
+def _comparison(results: dict, pair: tuple) -> dict | None:
+    return next(iter(_comparisons(results, pair)), None)
 
 
 def pair_failure(results: dict, pair: tuple) -> str | None:
@@ -236,14 +243,15 @@ def pair_failure(results: dict, pair: tuple) -> str | None:
     from parity.report import console
 
     ref, candidate = pair
-    comp = _comparison(results, pair)
+    comps = _comparisons(results, pair)
+    comp = comps[0] if comps else None
     # --generate / --pipeline (generate = true, pipeline = true): the pair's entries decide too
     behaviour = {part: [e for e in results[part] if e["candidate"] == candidate]
                  for part in ("generation", "pipeline") if results.get(part) is not None}
-    if comp is not None and comp["passed"] and all(e["passed"] for es in behaviour.values() for e in es):
+    if comps and all(c["passed"] for c in comps) and all(e["passed"] for es in behaviour.values() for e in es):
         return None
     ref = comp["reference"] if comp else ref
-    one = {**results, **behaviour, "comparisons": [comp] if comp else [],
+    one = {**results, **behaviour, "comparisons": comps,
            "frameworks": {k: v for k, v in results["frameworks"].items()
                           if k in (candidate, ref) or ref.endswith(":" + k)}}
     text = console.render(one, verbose=True)

@@ -148,6 +148,24 @@ def ids_batch() -> dict:
 
 
 @pytest.fixture(scope="session")
+def v5() -> str:
+    """The transformers 5 interpreter; `make test` sets PARITY_REQUIRE_V5 so that its absence fails there."""
+    v5 = ROOT / ".venv-v5" / "bin" / "python"
+    if not v5.exists():
+        if os.environ.get("PARITY_REQUIRE_V5"):
+            pytest.fail(f"{v5} is missing: run `make venv-v5`")
+        pytest.skip(f"{v5} is missing: run `make venv-v5`")
+    return str(v5)
+
+
+@pytest.fixture(scope="session")
+def gen() -> Path:
+    """The behaviour fixtures (fixtures/generation.py): tiny GPT-2, BART, T5, BERT heads, built once."""
+    return build_cached("generation", ["-m", "fixtures.generation", "{out}"],
+                        ["fixtures/generation.py", "fixtures/build.py"])
+
+
+@pytest.fixture(scope="session")
 def minilm() -> Path:
     from fixtures.minilm import path
 

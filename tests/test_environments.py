@@ -3,7 +3,6 @@ PyTorch under transformers 5 (.venv-v5, built by `make venv-v5`), record/compare
 and every bad --env input."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,18 +14,7 @@ from parity.planning.config import load_project
 from parity.numerics.diagnose import DRIFT_RATIO
 
 ROOT = Path(__file__).resolve().parent.parent
-V5 = ROOT / ".venv-v5" / "bin" / "python"
 slow = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def v5() -> str:
-    """The transformers 5 interpreter; `make test` sets PARITY_REQUIRE_V5 so that its absence fails there."""
-    if not V5.exists():
-        if os.environ.get("PARITY_REQUIRE_V5"):
-            pytest.fail(f"{V5} is missing: run `make venv-v5`")
-        pytest.skip(f"{V5} is missing: run `make venv-v5`")
-    return str(V5)
 
 
 def _envs(results: dict) -> dict:

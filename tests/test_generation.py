@@ -7,16 +7,9 @@ import json
 
 import pytest
 
-from conftest import build_cached
 from fixtures.generation import PROMPTS, STEPS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="session")
-def gen():
-    return build_cached("generation", ["-m", "fixtures.generation", "{out}"],
-                        ["fixtures/generation.py", "fixtures/build.py"])
 
 
 def _check(folder, frameworks, **options) -> dict:

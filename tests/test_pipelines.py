@@ -12,14 +12,6 @@ from fixtures.generation import CLS_TEXTS
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="session")
-def gen():
-    from conftest import build_cached
-
-    return build_cached("generation", ["-m", "fixtures.generation", "{out}"],
-                        ["fixtures/generation.py", "fixtures/build.py"])
-
-
 def _check(folder, frameworks="pt,tf", **options) -> dict:
     import parity
 

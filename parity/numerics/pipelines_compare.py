@@ -79,7 +79,8 @@ def compare(ref: str, cand: str, ref_part: dict | None, cand_part: dict | None, 
     flips += [dict(f, index=n) for n, it in enumerate(items) for f in it.get("flips", [])]
     agree = sum(it["agrees"] for it in items) / len(items) if items else None
     entry.update(task=task, passed=bool(items) and all(it["agrees"] and it["scores_within"] for it in items),
-                 label_agreement=agree, flips=flips, items=items)
+                 label_agreement=agree, flips=flips, items=items, max_length=ref_part.get("max_length"),
+                 truncated=ref_part.get("truncated"))
     entry["summary"] = summary(entry)
     return entry
 
@@ -97,4 +98,6 @@ def summary(entry: dict) -> str:
     off = sum(not it["scores_within"] for it in items)
     if off:
         text += f"; scores outside tolerance on {off} input(s)"
+    if entry.get("truncated"):
+        text += f"; {entry['truncated']} input(s) cut to {entry['max_length']} tokens, as the batch"
     return text

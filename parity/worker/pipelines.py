@@ -60,16 +60,22 @@ def run(runner, req: dict) -> dict:
         pipe.tokenizer.pad_token = pipe.tokenizer.eos_token
     texts = [truncated(tok, text, req.get("max_length")) for text in req["texts"]]
     items = inputs(task, texts, tok.mask_token)
-    outputs = []
-    for n, item in enumerate(items):  # one at a time: a failure names its input
-        try:
-            outputs.append(_call(pipe, task, [item], req)[0])
-        except Exception as exc:
-            shown = item if isinstance(item, str) else json.dumps(item)
-            raise RuntimeError(f"input {n} ({shown[:60]!r}): {type(exc).__name__}: {exc}") from exc
+    outputs = each(lambda item: _call(pipe, task, [item], req)[0], items)
     # numpy scalars -> plain JSON numbers
     return {"task": task, "inputs": items, "outputs": json.loads(json.dumps(outputs, default=_plain)),
             "max_length": req.get("max_length"), "truncated": sum(a != b for a, b in zip(texts, req["texts"]))}
+
+
+def each(call, items: list) -> list:
+    """``call`` on every input, one at a time, so that a failure names the input it failed on."""
+    outputs = []
+    for n, item in enumerate(items):
+        try:
+            outputs.append(call(item))
+        except Exception as exc:
+            shown = item if isinstance(item, str) else json.dumps(item)
+            raise RuntimeError(f"input {n} ({shown[:60]!r}): {type(exc).__name__}: {exc}") from exc
+    return outputs
 
 
 def truncated(tok, text: str, max_length: int | None) -> str:
