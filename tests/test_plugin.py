@@ -110,7 +110,7 @@ def test_marker_and_fixture(pytester, tiny):
 
         @pytest.mark.parity(checkpoint="my_checkpoint", frameworks="pt,flax")
         def test_own_checkpoint(parity):
-            logits = next(o for o in parity.contracts.results.comparisons[0]["outputs"] if o["name"] == "logits")
+            logits = next(o for o in parity.results.comparisons[0]["outputs"] if o["name"] == "logits")
             assert logits["passed"] and logits["mismatched"] == 0 and logits["atol"] == 1e-5
 
         @pytest.mark.parity(checkpoint="{tiny / 'bert-flax-altered'}", frameworks="pt,flax")

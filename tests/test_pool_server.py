@@ -170,3 +170,28 @@ def test_start_refuses_to_replace_a_file_that_is_not_a_socket(cli, tmp_path):
     r = cli("pool", "start", "--socket", kept)
     assert r.code == 2 and r.err.startswith(f"parity: error: {kept} exists and is not a socket"), r.err
     assert kept.read_text() == "frameworks = 'pt'\n"
+
+
+def test_a_template_with_threads_does_not_fork(cli, tiny, tmp_path, own_pool):
+    """OpenBLAS starts a worker thread when numpy loads unless OPENBLAS_NUM_THREADS=1, which a template sets
+    while it imports. A key whose environment asks for two threads gets a template that is not
+    single-threaded when it is to fork: it refuses, and the key's workers are new interpreters, said in the
+    pool's status and in results.json."""
+    env = {SOCKET_ENV: own_pool, "OPENBLAS_NUM_THREADS": "2"}
+    r = cli("check", tiny / "bert-pt", "--frameworks", "pt,flax", "--report-dir", tmp_path / "r", env=env)
+    assert r.code == 0, r.err
+    workers = _served(tmp_path / "r")["workers"]
+    assert not any(w["forked"] for w in workers.values()), workers
+    assert all("threads when it was to fork" in w["fresh_because"] for w in workers.values()), workers
+    status = pool_client.SharedPool(own_pool)
+    try:
+        refused = status.call("status")["not_forked"]
+    finally:
+        status.close()
+    assert {n["framework"] for n in refused} == {"pt", "flax"}
+    assert all(n["why"].startswith("its template had ") for n in refused)
+    shown = cli("pool", "status", env={SOCKET_ENV: own_pool})
+    assert "new interpreters: its template had" in shown.out
+    again = cli("check", tiny / "bert-pt", "--frameworks", "pt,flax", "--report-dir", tmp_path / "r2",
+                env={SOCKET_ENV: own_pool})  # the key without the variable: forked, single-threaded
+    assert again.code == 0 and all(w["forked"] for w in _served(tmp_path / "r2")["workers"].values())

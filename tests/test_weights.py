@@ -1,9 +1,12 @@
-"""parity.worker.weights: name/layout mapping and the tensor-by-tensor comparison (pure numpy)."""
+"""Weight exports: names and layouts (parity.worker.weights), the file (parity.contracts.exports) and the
+tensor-by-tensor comparison (parity.numerics.weights_diff); pure numpy."""
 
 import json
 
 import numpy as np
 
+from parity.contracts import exports
+from parity.numerics.weights_diff import diff_weights
 from parity.worker import weights
 
 
@@ -16,7 +19,7 @@ def _export(seed=0):
 
 def test_identical_exports_pass():
     a = _export()
-    res = weights.diff_weights(a, {k: v.copy() for k, v in a.items()})
+    res = diff_weights(a, {k: v.copy() for k, v in a.items()})
     assert res.passed and res.identical == 3 and res.max_abs_diff == 0.0
     d = res.to_dict()
     assert d["counts"] == {"missing": 0, "unexpected": 0, "shape_mismatch": 0, "differing": 0}
@@ -30,7 +33,7 @@ def test_every_kind_of_difference_is_reported():
     del b["head.weight"]                           # missing
     b["extra.bias"] = np.zeros(2, np.float32)      # unexpected
     b["enc.dense.bias"] = np.zeros(5, np.float32)  # reshaped
-    res = weights.diff_weights(a, b)
+    res = diff_weights(a, b)
     assert not res.passed
     assert res.missing == ["head.weight"] and res.unexpected == ["extra.bias"]
     assert res.shape_mismatch == [{"name": "enc.dense.bias", "reference": [4], "candidate": [5]}]
@@ -44,14 +47,14 @@ def test_atol_and_nan_rules():
     a = _export()
     b = {k: v.copy() for k, v in a.items()}
     b["enc.dense.weight"][0, 0] += 1e-6
-    assert not weights.diff_weights(a, b).passed                      # exact by default
-    res = weights.diff_weights(a, b, atol=1e-5)
+    assert not diff_weights(a, b).passed                      # exact by default
+    res = diff_weights(a, b, atol=1e-5)
     assert res.passed and res.within_tolerance == 1 and res.identical == 2
     a["head.weight"][0, 0] = np.nan
     b["head.weight"][0, 0] = np.nan                               # NaN in the same place on both sides: equal
-    assert weights.diff_weights(a, b, atol=1e-5).passed
+    assert diff_weights(a, b, atol=1e-5).passed
     b["head.weight"][0, 1] = np.nan                               # NaN on one side only: differs
-    res = weights.diff_weights(a, b, atol=1e-5)
+    res = diff_weights(a, b, atol=1e-5)
     assert not res.passed and res.differing[0]["name"] == "head.weight" and res.differing[0]["max_abs_diff"] is None
     json.dumps(res.to_dict(), allow_nan=False)
 
@@ -85,5 +88,5 @@ def test_tf_layouts_and_base_prefix():
 
 def test_save_load_round_trip(tmp_path):
     a = _export()
-    back = weights.load(weights.save(a, tmp_path / "w.npz"))
-    assert weights.diff_weights(a, back).passed
+    back = exports.load(exports.save(a, tmp_path / "w.npz"))
+    assert diff_weights(a, back).passed

@@ -31,8 +31,11 @@ print("parity-probe", sys.version.split()[0], flush=True)
 try:
     from parity.planning.environments import describe
 except ImportError as e:
-    print("parity-missing", e)
-    raise SystemExit(0)
+    try:  # a parity from before the layer packages: it says its protocol, and is refused for it
+        from parity.environments import describe
+    except ImportError:
+        print("parity-missing", e)
+        raise SystemExit(0)
 import json
 print(json.dumps(describe()))
 """

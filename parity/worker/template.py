@@ -4,7 +4,10 @@ forks one worker per request, which runs the serve loop as ``python -m parity.wo
 
 It forks only while it is single-threaded: a fork copies every other thread's locks as they are held (JAX
 warns of this), so a template that finds more than one thread answers "threads" instead of a pid, and the
-pool starts that key's workers as new interpreters from then on, saying so in its status.
+pool starts that key's workers as new interpreters from then on, saying so in its status. The only threads
+its imports start are OpenBLAS's (numpy's and scipy's each start a worker thread when loaded), so it
+imports with OPENBLAS_NUM_THREADS=1 unless the key's environment sets it, and takes the variable out again
+before forking: a forked worker's environment is its key's, its numpy BLAS runs on one thread.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from parity.contracts.procs import die_with_parent, thread_count
 
 REPARENT_WAIT_S = 5.0  # how long a forked worker waits to become the server's child before it gives up
+SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1"}  # set while importing, where the key's environment does not
 
 
 def _warm(framework: str) -> None:
@@ -84,7 +88,11 @@ def main(argv=None) -> int:
     die_with_parent()
     faulthandler.enable()  # as parity.worker's main: a native crash leaves its stack in the worker's log
     block_imports(blocked)
+    ours = {k: v for k, v in SINGLE_THREADED.items() if k not in os.environ}
+    os.environ.update(ours)
     _warm(framework)
+    for name in ours:  # the forked workers get their key's environment
+        del os.environ[name]
     sock = socket.socket(fileno=fd)
     while True:
         try:
