@@ -315,12 +315,20 @@ class Results(Record):
                                   "tokens part, null when every row is equal), `steps`, `rows` (per row: `tokens` "
                                   "[reference, candidate], `first_divergence_step`, `scores` (`raw` / `processed`: "
                                   "`passed`, `max_abs_diff`, `steps` compared), `text`, `reason` where it parted: "
-                                  "`kind` near_tie, generation_loop or forward_drift, `text`, margins and drift), "
+                                  "`kind` near_tie, generation_loop or forward_drift, `text`, margins and drift, "
+                                  "`top_candidates` (per side: the 5 best tokens of the scores it chose from at that "
+                                  "step, best first: `token`, `score`, and `logit`, the raw next-token logit, when "
+                                  "those scores are the processed ones; absent in files from before it existed), "
+                                  "for generation_loop `not_applied`, `dropped` (settings a framework's generate "
+                                  "rebuilt away) and `config_diff`), "
                                   "`scores` (which per-step scores each framework's generate returned), "
                                   "`config_diff`, `not_applied` (settings a framework's generate never reads), "
                                   "`summary`; `error` when one side could not generate", None, omit_none=True)
     pipeline: list | None = key("--pipeline only: one entry per pair: `reference`, `candidate`, `passed`, `task`, "
-                                "`items` (per input: what each pipeline returned and the verdict), "
+                                "`items` (per input: `input`, what each pipeline returned as [reference, "
+                                "candidate] (`label` or `answer`, each with its `score` (absent in files from "
+                                "before it existed), `top_k`, `text`, or entity `flips`), `agrees`, "
+                                "`scores_within`), "
                                 "`label_agreement`, `flips` (each with its score margin), `summary`; `error` or "
                                 "`skipped` when a framework has no pipeline", None, omit_none=True)
     extra: dict = field(default_factory=dict, repr=False)
