@@ -64,6 +64,16 @@ chromium:
 screenshot: $(STAMP) chromium
 	$(BIN)/parity report fixtures/results/fail.json --out reports/screenshot --format html; test $$? -le 1
 	$(BIN)/python -m fixtures.chromium reports/screenshot/report.html docs/report.png --width 1100
+	# The behaviour sections (docs/reports.md), from the generation and pipeline results files, at 1280 px.
+	for f in generation near_tie pipeline; do \
+	  $(BIN)/parity report fixtures/results/$$f.json --out reports/screenshot/$$f --format html; test $$? -le 1 || exit 1; done
+	$(BIN)/python -m fixtures.chromium reports/screenshot/generation/report.html docs/report-summary.png --width 1280 --element '.verdict'
+	$(BIN)/python -m fixtures.chromium reports/screenshot/generation/report.html docs/report-generation.png --width 1280 \
+	  --element '#generation, #generation-0-pt-tf'
+	$(BIN)/python -m fixtures.chromium reports/screenshot/near_tie/report.html docs/report-near-tie.png --width 1280 \
+	  --element '#generation-0-pt-tf'
+	$(BIN)/python -m fixtures.chromium reports/screenshot/pipeline/report.html docs/report-pipeline.png --width 1280 \
+	  --element '#pipeline, section[id^="pipeline-"]'
 
 # SUPPORT.md from a full run of the tiny-config matrix (every model type x task with classes in 2+ frameworks).
 support: $(STAMP)

@@ -131,6 +131,12 @@ def test_a_near_tie(gen):
     assert reason["tokens"] == {"pt": expected["tokens"][0], "tf": expected["tokens"][1]}
     assert 0 < reason["margin"] <= reason["pair_drift"]
     assert "numerically benign" in g["summary"]
+    # Both sides' best candidates there: each chose its own top-1 (greedy, processed scores), the other's
+    # choice is its runner-up, and the reference's gap between the two is the margin the verdict used.
+    top = reason["top_candidates"]
+    assert [c["token"] for c in top["pt"][:2]] == expected["tokens"] and "logit" in top["pt"][0]
+    assert [c["token"] for c in top["tf"][:2]] == expected["tokens"][::-1]
+    assert top["pt"][0]["score"] - top["pt"][1]["score"] == pytest.approx(reason["margin"], rel=1e-6)
     for fmt in ("md", "html", "junit", "console"):
         from parity.report import write
 

@@ -46,6 +46,7 @@ def test_a_label_flip_is_reported_with_its_margin(gen):
     flip = entry["flips"][0]
     item = entry["items"][flip["index"]]
     assert flip["label"] == item["label"] and flip["label"][0] != flip["label"][1]
+    assert all(len(it["score"]) == 2 and 0 < min(it["score"]) for it in entry["items"])  # each side's top score
     assert flip["margin"] > 0 and flip["candidate_margin"] > 0
     assert entry["label_agreement"] == (len(CLS_TEXTS) - 1) / len(CLS_TEXTS)
     assert f"1 flip(s), first input {flip['index']}" in entry["summary"] and "reference margin" in entry["summary"]

@@ -6,6 +6,7 @@ import copy
 import json
 import re
 import xml.etree.ElementTree as ET
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 from parity.numerics.compare import compare_pair
 from parity.report import console, html, index, junit, markdown
-from parity.report.common import layer_series
+from parity.report.common import layer_series, verdicts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "results"
 XSS = "<script>alert('x')</script>"
@@ -23,7 +24,7 @@ def load(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(params=["pass", "fail", "unsupported"])
+@pytest.fixture(params=["pass", "fail", "unsupported", "generation", "near_tie", "pipeline"])
 def results(request):
     return load(request.param)
 
@@ -263,3 +264,149 @@ def test_index_links_each_report_with_its_verdict():
 def test_console_renders_from_the_fixture():
     out = console.render(load("unsupported"))
     assert "flax      unsupported" in out and out.endswith("verdict: PASS (exit 0: all comparisons pass)")
+
+
+# --- behaviour: generation and pipeline results (real runs of fixtures/generation.py's checkpoints) ----
+
+def _parted(entry: dict) -> list:
+    return [r for r in entry["rows"] if r["first_divergence_step"] is not None]
+
+
+def test_behaviour_fixtures_are_what_they_claim():
+    """generation.json: the forward pairs pass and both generation pairs fail on the loop (repetition_penalty);
+    near_tie.json: one near tie; pipeline.json: TF flips a label, Flax is skipped. Each parted row records
+    both sides' best candidates there, best first; greedy picks the best of what it chose from."""
+    gen, tie, pipe = load("generation"), load("near_tie"), load("pipeline")
+    assert gen["exit_code"] == 1 and all(c["passed"] for c in gen["comparisons"])
+    assert [(g["candidate"], g["passed"]) for g in gen["generation"]] == [("tf", False), ("flax", False)]
+    assert {r["reason"]["kind"] for g in gen["generation"] for r in _parted(g)} == {"generation_loop"}
+    (g,) = tie["generation"]
+    assert [r["reason"]["kind"] for r in _parted(g)] == ["near_tie"]
+    for entry in gen["generation"] + tie["generation"]:
+        for row in _parted(entry):
+            reason = row["reason"]
+            for fw, chosen in reason["tokens"].items():
+                top = reason["top_candidates"][fw]
+                scores = [c["score"] for c in top]
+                assert len(top) == 5 and scores == sorted(scores, reverse=True)
+                assert chosen == row["tokens"][0 if fw == entry["reference"] else 1][row["first_divergence_step"]]
+                if reason["scores"] == "processed":
+                    assert top[0]["token"] == chosen and all("logit" in c for c in top)
+    reason = _parted(g)[0]["reason"]
+    ref_top = reason["top_candidates"]["pt"]
+    assert [c["token"] for c in ref_top[:2]] == [reason["tokens"]["pt"], reason["tokens"]["tf"]]
+    assert ref_top[0]["score"] - ref_top[1]["score"] == pytest.approx(reason["margin"], rel=1e-6)
+    tf, flax = pipe["pipeline"]
+    assert not tf["passed"] and [f["index"] for f in tf["flips"]] and flax["skipped"]
+    assert all(len(it["score"]) == 2 for it in tf["items"]) and XSS in pipe["inputs"]["texts"][-1]
+
+
+def _summary_rows(page: str) -> list:
+    table = page[page.index('<table class="verdicts">'):]
+    table = table[:table.index("</table>")]
+    return re.findall(r'<tr><td>(\w+)</td><td><a href="#([^"]+)">([^<]+)</a></td><td><span class="\w+">(\w+)</span>',
+                      table)
+
+
+@pytest.mark.parametrize("name", ["generation", "near_tie", "pipeline", "fail"])
+def test_html_summary_lists_every_verdict_linked_to_its_section(name):
+    res = load(name)
+    page = html.render(res)
+    rows = _summary_rows(page)
+    assert [(kind, pair, v) for kind, _, pair, v in rows] == [(v["kind"], v["pair"], v["verdict"])
+                                                             for v in verdicts(res)]
+    expected = [("forward", c["passed"]) for c in res["comparisons"]]
+    for kind in ("generation", "pipeline"):
+        expected += [(kind, e["passed"]) for e in res.get(kind) or []]
+    assert [(v["kind"], v["verdict"] != "FAIL") for v in verdicts(res)] == expected
+    for _, target, _, _ in rows:
+        assert page.count(f'id="{target}"') == 1
+    assert "<pre>" not in page
+
+
+def test_html_generation_table_marks_the_first_diverging_step_and_shows_both_sides():
+    res = load("generation")
+    page = html.render(res)
+    marked = re.findall(r'<span class="tok parts" title="step (\d+): pt (\d+), (\w+) (\d+) \(first diverging step\)">',
+                        page)
+    expected = [(str(r["first_divergence_step"]), str(r["tokens"][0][r["first_divergence_step"]]), g["candidate"],
+                 str(r["tokens"][1][r["first_divergence_step"]])) for g in res["generation"] for r in _parted(g)]
+    assert marked == expected
+    for g in res["generation"]:
+        section = page[page.index(f'id="generation-{res["generation"].index(g)}-pt-{g["candidate"]}"'):]
+        section = section[:section.index("</section>")]
+        for row in g["rows"]:
+            assert f'<td class="txt">{escape(row["text"][0], quote=True)}</td>' \
+                   f'<td class="txt">{escape(row["text"][1], quote=True)}</td>' in section
+        assert section.count('<table class="top">') == len(_parted(g))
+        assert "<td><code>repetition_penalty</code></td><td>1.5</td><td>None</td>" in section
+    flax = page[page.index('id="generation-1-pt-flax"'):]
+    assert "flax&#x27;s generate never reads it" in flax[:flax.index("</section>")]
+
+
+def test_html_pipeline_table_marks_flips_and_escapes_inputs():
+    res = load("pipeline")
+    page = html.render(res)
+    section = page[page.index('id="pipeline-0-pt-tf"'):]
+    section = section[:section.index("</section>")]
+    tf = res["pipeline"][0]
+    flipped = re.findall(r'<tr class="flip"><td class="n">(\d+)</td>', section)
+    assert flipped == [str(f["index"]) for f in tf["flips"]]
+    assert section.count("<tr ") == len(tf["items"])
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;quotes&quot; | pipes" in section
+    assert 'id="pipeline-1-pt-flax"><h3>pt vs flax: <span class="skiptxt">SKIPPED</span>' in page
+
+
+def test_tokenizers_are_rendered_generically_when_a_results_file_has_them():
+    """A ``tokenizers`` list (not written by this parity yet): each pair's verdict in the summary of every
+    format and its entry as tables, escaped."""
+    res = load("pass")
+    res["tokenizers"] = [{"reference": "pt", "candidate": "tf", "passed": False, "summary": "ids differ <b>",
+                          "rows": [{"text": XSS, "equal": False}]}]
+    assert res["passed"]  # the verdict is the file's: a renderer does not recompute it
+    page = html.render(res)
+    assert ("tokenizers", "tokenizers-0-pt-tf", "pt vs tf", "FAIL") in _summary_rows(page)
+    section = page[page.index('id="tokenizers-0-pt-tf"'):]
+    assert "ids differ &lt;b&gt;" in section and "&lt;script&gt;" in section and XSS not in page
+    assert "- **pt vs tf tokenizers: FAIL**: ids differ &lt;b&gt;" in markdown.render(res)
+    ET.fromstring(re.sub(r"<!DOCTYPE html>|<meta[^>]*>", "", page).encode())
+
+
+def test_markdown_summary_and_compact_generation_table():
+    res = load("generation")
+    md = markdown.render(res)
+    summary = md[:md.index("| output |")]
+    for g in res["generation"]:
+        assert f"- **pt vs {g['candidate']} generation: FAIL**: 3 of 3 rows part" in summary
+    table = md[md.index("**generation (greedy, 8 new tokens)** (first diverging row of each pair)"):]
+    rows = [line for line in table.splitlines() if line.startswith("| pt vs ")]
+    assert len(rows) == len(res["generation"])
+    for line, g in zip(rows, res["generation"]):
+        first = min(_parted(g), key=lambda r: (r["first_divergence_step"], r["row"]))
+        step = first["first_divergence_step"]
+        assert line.startswith(f"| pt vs {g['candidate']} | FAIL | {first['row']} / {step} | ")
+        assert f"pt {first['tokens'][0][step]}, {g['candidate']} {first['tokens'][1][step]}" in line
+        assert "repetition_penalty: pt 1.5" in line
+    pipe = markdown.render(load("pipeline"))
+    assert "- **pt vs tf pipeline: FAIL**" in pipe and "- **pt vs flax pipeline: SKIPPED**" in pipe
+    tie = markdown.render(load("near_tie"))
+    assert "near tie at step" in tie and len(tie.encode()) < 64 * 1024
+
+
+def test_behaviour_sections_render_files_from_before_top_candidates_and_errors():
+    """Files written before ``top_candidates`` and pipeline ``score`` existed still render (the chosen tokens
+    instead of the candidates); a pair whose generate failed shows its error, in the summary too."""
+    res = load("generation")
+    for g in res["generation"]:
+        for row in g["rows"]:
+            (row.get("reason") or {}).pop("top_candidates", None)
+    res["generation"][1] = {"reference": "pt", "candidate": "flax", "passed": False, "first_divergence_step": None,
+                            "rows": [], "error": "flax generate failed: <boom>"}
+    page = html.render(res)
+    assert '<table class="top">' not in page and "<div>pt chose 160, tf 95</div>" in page
+    assert ("generation", "generation-1-pt-flax", "pt vs flax", "FAIL") in _summary_rows(page)
+    assert '<p class="first">flax generate failed: &lt;boom&gt;</p>' in page
+    pipe = load("pipeline")
+    for item in pipe["pipeline"][0]["items"]:
+        item.pop("score")
+    assert '<td class="txt">LABEL_0</td><td class="txt">LABEL_1</td>' in html.render(pipe)

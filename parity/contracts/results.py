@@ -318,17 +318,26 @@ class Results(Record):
                                   "tokens part, null when every row is equal), `steps`, `rows` (per row: `tokens` "
                                   "[reference, candidate], `first_divergence_step`, `scores` (`raw` / `processed`: "
                                   "`passed`, `max_abs_diff`, `steps` compared), `text`, `reason` where it parted: "
-                                  "`kind` near_tie, generation_loop or forward_drift, `text`, margins and drift), "
+                                  "`kind` near_tie, generation_loop or forward_drift, `text`, margins and drift, "
+                                  "`top_candidates` (per side: the 5 best tokens of the scores it chose from at that "
+                                  "step, best first: `token`, `score`, and `logit`, the raw next-token logit, when "
+                                  "those scores are the processed ones; absent in files from before it existed), "
+                                  "for generation_loop `not_applied`, `dropped` (settings a framework's generate "
+                                  "rebuilt away) and `config_diff`), "
                                   "`scores` (which per-step scores each framework's generate returned), "
                                   "`config_diff`, `not_applied` (settings a framework's generate never reads), "
                                   "`summary`; `error` when a side could not generate (`failed_everywhere` true when neither could: the check "
                                   "is then exit 3, not a mismatch)", None, omit_none=True)
     pipeline: list | None = key("--pipeline only: one entry per pair: `reference`, `candidate`, `passed`, `task`, "
-                                "`items` (per input: what each pipeline returned and the verdict), "
-                                "`label_agreement`, `flips` (each with its score margin), `summary`; `error` naming the failing input "
-                                "when a side's pipeline failed (`failed_everywhere` true when every side's did: exit "
-                                "3, not a mismatch), or `skipped` when a framework has no pipeline; the inputs are "
-                                "truncated as the forward batch is", None, omit_none=True)
+                                "`items` (per input: `input`, what each pipeline returned as [reference, "
+                                "candidate] (`label` or `answer`, each with its `score` (absent in files from "
+                                "before it existed), `top_k`, `text`, or entity `flips`), `agrees`, "
+                                "`scores_within`), "
+                                "`label_agreement`, `flips` (each with its score margin), `max_length` and "
+                                "`truncated` (the inputs are cut as the forward batch is: to how many tokens, how "
+                                "many were), `summary`; `error` naming the failing input when a side's pipeline "
+                                "failed (`failed_everywhere` true when every side's did: exit 3, not a mismatch), "
+                                "or `skipped` when a framework has no pipeline", None, omit_none=True)
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

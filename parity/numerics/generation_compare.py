@@ -14,6 +14,9 @@ a row parts, one of three reasons:
   them) are named.
 - ``forward_drift``: the next-token logits themselves differ beyond tolerance:
   the forward comparison's first divergence is where to look.
+
+Each reason also records both sides' best candidates at that step with their
+scores (``top_candidates``), so a report can show how close the choice was.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 KINDS = ("raw", "processed")
+TOP_K = 5  # candidates recorded per side at the step where a row parts
 
 
 def _first_diff(a: np.ndarray, b: np.ndarray) -> int | None:
@@ -67,6 +71,36 @@ def _config_diff(ref: str, cand: str, ref_info: dict, cand_info: dict) -> list:
     return [{"setting": k, ref: a.get(k), cand: b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def _top(scores: np.ndarray, logits: np.ndarray | None, k: int = TOP_K) -> list:
+    """The k best tokens of the scores a side chose from at the step where it parted, best first (with the raw
+    logit when those scores are processed): the reports show a near tie or a penalised token from these."""
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")[:k]
+    return [{"token": int(t), "score": _finite(scores[t]),
+             **({} if logits is None else {"logit": _finite(logits[t])})} for t in order]
+
+
+def _loop_settings(ref: str, cand: str, ri: dict, ci: dict) -> tuple[dict, dict, list, str]:
+    """(settings not applied per framework, settings generate dropped per framework, the effective config diff,
+    the words naming them) for a ``generation_loop`` reason."""
+    missing, dropped_by, parts, gone = {}, {}, [], set()
+    for fw, info in ((ref, ri), (cand, ci)):
+        keys, cfg = not_applied(info), info.get("loaded_config") or info.get("config") or {}
+        if keys:
+            missing[fw] = keys
+            parts.append(f"{fw} does not apply {', '.join(f'{k}={cfg[k]!r}' for k in keys)} "
+                         f"(its generate never reads {'it' if len(keys) == 1 else 'them'})")
+        dropped = replaced(info)
+        gone.update(dropped)
+        if dropped:
+            dropped_by[fw] = dropped
+            parts.append(f"{fw}'s generate rebuilt its generation config from config.json (the loaded one is "
+                         f"marked _from_model_config), dropping {', '.join(f'{k}={cfg[k]!r}' for k in dropped)}")
+    diff = _config_diff(ref, cand, ri, ci)
+    parts += [f"{d['setting']} is {d[ref]!r} in the generation config {ref} generated with and {d[cand]!r} in "
+              f"{cand}'s" for d in diff if d["setting"] not in gone]
+    return missing, dropped_by, diff, "; ".join(parts) or "the effective generation configs are equal"
+
+
 def _reason(ref: str, cand: str, step: int, row: int, arrays: tuple, infos: tuple, tol: tuple,
             forward: dict | None) -> dict:
     """Why row ``row`` parted at ``step`` (see the module docstring)."""
@@ -87,32 +121,19 @@ def _reason(ref: str, cand: str, step: int, row: int, arrays: tuple, infos: tupl
     top2 = np.sort(raw_r.astype(np.float64))[-2:]
     out = {"step": step, "row": row, "tokens": {ref: int(seq_r), cand: int(seq_c)}, "forward_agrees": ok,
            "drift": drift, "scores": kind, "margin": margin, "pair_drift": pair_drift,
-           "top2_margin": float(top2[1] - top2[0])}
+           "top2_margin": float(top2[1] - top2[0]),
+           "top_candidates": {ref: _top(s_r, raw_r if kind == "processed" else None),
+                              cand: _top(s_c, raw_c if kind == "processed" else None)}}
     if ok and same_scores and flipped and pair_drift is not None and margin <= pair_drift:
         out["kind"] = "near_tie"
         out["text"] = (f"near tie: at step {step} the reference's {kind} scores put token {int(seq_r)} only "
                        f"{margin:.3g} above {int(seq_c)}, within the drift of those two scores ({pair_drift:.3g}; "
                        f"logits agree within tolerance, max drift {drift:.3g}): a numerically benign flip")
     elif ok:
-        missing, parts, gone = {}, [], set()
-        for fw, info in ((ref, ri), (cand, ci)):
-            keys, cfg = not_applied(info), info.get("loaded_config") or info.get("config") or {}
-            if keys:
-                missing[fw] = keys
-                parts.append(f"{fw} does not apply {', '.join(f'{k}={cfg[k]!r}' for k in keys)} "
-                             f"(its generate never reads {'it' if len(keys) == 1 else 'them'})")
-            dropped = replaced(info)
-            gone.update(dropped)
-            if dropped:
-                parts.append(f"{fw}'s generate rebuilt its generation config from config.json (the loaded one is "
-                             f"marked _from_model_config), dropping {', '.join(f'{k}={cfg[k]!r}' for k in dropped)}")
-        diff = _config_diff(ref, cand, ri, ci)
-        parts += [f"{d['setting']} is {d[ref]!r} in the generation config {ref} generated with and {d[cand]!r} in "
-                  f"{cand}'s" for d in diff if d["setting"] not in gone]
-        named = "; ".join(parts) or "the effective generation configs are equal"
+        missing, dropped, diff, named = _loop_settings(ref, cand, ri, ci)
         if not same_scores:
             named = f"the processed scores differ while the logits agree; {named}"
-        out.update(kind="generation_loop", not_applied=missing, config_diff=diff,
+        out.update(kind="generation_loop", not_applied=missing, dropped=dropped, config_diff=diff,
                    text=f"generation loop differs: at step {step} the logits agree (drift {_shown(drift)}, margin "
                         f"{_shown(margin)}) but {ref} chose {int(seq_r)} and {cand} {int(seq_c)}: {named}")
     else:

@@ -17,7 +17,8 @@ def _classification(ref, cand, tol):
     r, c = {d["label"]: d["score"] for d in ref}, {d["label"]: d["score"] for d in cand}
     top_r, top_c = max(r, key=r.get), max(c, key=c.get)
     ok_scores = set(r) == set(c) and all(_close(c[k], r[k], tol) for k in r)
-    item = {"label": [top_r, top_c], "agrees": top_r == top_c, "scores_within": ok_scores}
+    item = {"label": [top_r, top_c], "score": [r[top_r], c[top_c]], "agrees": top_r == top_c,
+            "scores_within": ok_scores}
     if top_r != top_c:
         item["flip"] = {"margin": r[top_r] - r.get(top_c, 0.0), "candidate_margin": c[top_c] - c.get(top_r, 0.0)}
     return item
@@ -38,7 +39,8 @@ def _tokens(ref, cand, tol):
 
 def _answer(ref, cand, tol):
     key = lambda a: (a["answer"], a["start"], a["end"])  # noqa: E731
-    return {"answer": [ref["answer"], cand["answer"]], "agrees": key(ref) == key(cand),
+    return {"answer": [ref["answer"], cand["answer"]], "score": [ref["score"], cand["score"]],
+            "agrees": key(ref) == key(cand),
             "scores_within": _close(cand["score"], ref["score"], tol)}
 
 

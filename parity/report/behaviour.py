@@ -87,3 +87,104 @@ def _short(item: dict) -> str:
         if key in item:
             return f"{key} {item[key][0]!r} vs {item[key][1]!r}"
     return f"{item.get('agreeing')}/{item.get('total')} tokens agree"
+
+
+# --- facts the HTML and Markdown generation / pipeline tables share ---------------------------------
+
+KIND_WORDS = {"near_tie": "near tie", "generation_loop": "generation loop differs",
+              "forward_drift": "forward pass drifts"}
+
+
+def first_parted(entry: dict) -> dict | None:
+    """The row that parts first (earliest step, then lowest row): the one the pair's summary explains."""
+    parted = [r for r in entry.get("rows") or [] if r.get("first_divergence_step") is not None]
+    return min(parted, key=lambda r: (r["first_divergence_step"], r["row"])) if parted else None
+
+
+def generation_detail(entry: dict) -> str:
+    """The pair's verdict in a few words for a summary line; the full reason is in its section."""
+    if entry.get("error"):
+        return entry["error"]
+    first = first_parted(entry)
+    if first is None:
+        return entry.get("summary") or ""
+    parted = sum(r.get("first_divergence_step") is not None for r in entry["rows"])
+    kind = (first.get("reason") or {}).get("kind")
+    return (f"{parted} of {len(entry['rows'])} rows part, first at step {first['first_divergence_step']} "
+            f"(row {first['row']}): {KIND_WORDS.get(kind, kind or 'reason unknown')}")
+
+
+def reason_sentence(reason: dict, ref: str, cand: str) -> str:
+    """The reason in one short sentence; the settings it names are listed apart (``settings``) and the
+    full wording stays in ``reason.text``."""
+    kind, step = reason.get("kind"), reason.get("step")
+    toks = reason.get("tokens") or {}
+    if kind == "near_tie":
+        return (f"near tie at step {step}: {ref}'s {reason.get('scores')} scores put token {toks.get(ref)} only "
+                f"{num(reason.get('margin'), '.3g')} above {toks.get(cand)}, within the drift of those two scores "
+                f"({num(reason.get('pair_drift'), '.3g')}), and the logits agree within tolerance: a numerically "
+                "benign flip")
+    if kind == "generation_loop":
+        return (f"generation loop differs at step {step}: the logits agree (drift {num(reason.get('drift'), '.3g')})"
+                f" but {ref} chose {toks.get(ref)} and {cand} {toks.get(cand)}")
+    if kind == "forward_drift":
+        first = reason.get("forward_first_divergence")
+        return (f"forward pass drifts at step {step}: the next-token logits differ by {num(reason.get('drift'), '.3g')}"
+                ", beyond tolerance" + (f"; the forward comparison first diverges at {first}" if first else ""))
+    return str(reason.get("text") or "no reason recorded")
+
+
+def settings(entry: dict, reason: dict | None = None) -> list[tuple]:
+    """(setting, reference value, candidate value, note) per generation setting that differs, is not applied
+    or was dropped: from the pair's ``config_diff`` / ``not_applied`` and the reason's ``dropped``."""
+    ref, cand = entry.get("reference"), entry.get("candidate")
+    diff = {d["setting"]: d for d in entry.get("config_diff") or [] if isinstance(d, dict) and "setting" in d}
+    notes: dict = {}
+    for fw, keys in (entry.get("not_applied") or {}).items():
+        for k in keys:
+            notes.setdefault(k, []).append(f"{fw}'s generate never reads it")
+    for fw, keys in ((reason or {}).get("dropped") or {}).items():
+        for k in keys:
+            notes.setdefault(k, []).append(f"{fw}'s generate rebuilt its config from config.json, dropping it")
+    rows = []
+    for k in list(diff) + [k for k in notes if k not in diff]:
+        d = diff.get(k, {})
+        rows.append((k, repr(d[ref]) if ref in d else "-", repr(d[cand]) if cand in d else "-",
+                     "; ".join(notes.get(k, []))))
+    return rows
+
+
+def prompt(results: dict, row: int) -> str | None:
+    """The text row ``row`` generated from (``inputs.texts`` holds one per batch row); None for token ids."""
+    texts = (results.get("inputs") or {}).get("texts") or []
+    return texts[row] if 0 <= row < len(texts) else None
+
+
+def pipeline_outputs(item: dict) -> tuple[str, str]:
+    """What each side's pipeline returned for one input, as two short strings."""
+    for key in ("label", "answer"):
+        if key in item:
+            scores = item.get("score") or [None, None]
+            return tuple(f"{v}" + ("" if s is None else f" ({s:.3g})") for v, s in zip(item[key], scores))
+    if "top_k" in item:
+        return tuple(", ".join(map(str, side)) for side in item["top_k"])
+    if "text" in item:
+        return tuple(str(t) for t in item["text"])
+    flips = item.get("flips") or []
+    if flips:
+        return tuple("; ".join(f"{f['span'][0]}: {f['label'][i]}" for f in flips) for i in (0, 1))
+    shared = f"{item.get('agreeing')}/{item.get('total')} entity spans agree"
+    return shared, shared
+
+
+def item_verdict(item: dict) -> str:
+    """``agrees``, ``flip (...)``, ``differs`` or ``scores outside tolerance`` for one pipeline input."""
+    if "flip" in item:
+        f = item["flip"]
+        return (f"flip (reference margin {num(f.get('margin'), '.3g')}, candidate margin "
+                f"{num(f.get('candidate_margin'), '.3g')})")
+    if item.get("flips"):
+        return f"{len(item['flips'])} entity label flip(s)"
+    if not item.get("agrees"):
+        return "differs"
+    return "agrees" if item.get("scores_within") else "agrees; scores outside tolerance"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from parity.contracts.outputs import base, layer_of
+from parity.report.behaviour import generation_detail
 
 EXIT_MEANING = {0: "all comparisons pass", 1: "parity mismatch", 2: "bad input or usage",
                 3: "a framework could not load or run"}
@@ -110,3 +113,38 @@ def labels_line(ck: dict) -> str | None:
     """``0 LABEL_0, 1 LABEL_1, ...`` from the checkpoint's id2label (raw: each format escapes it)."""
     labels = ck.get("labels")
     return ", ".join(f"{k} {v}" for k, v in labels.items()) if labels else None
+
+
+def anchor(kind: str, index: int, entry: dict) -> str:
+    """The HTML id of one verdict's section: the kind and position make it unique, the pair makes it readable
+    (framework keys such as ``pt@v5`` or ``baseline:pt`` reduced to letters, digits and dashes)."""
+    pair = f"{entry.get('reference')}-{entry.get('candidate')}"
+    return f"{kind}-{index}-" + re.sub(r"[^A-Za-z0-9]+", "-", pair).strip("-")
+
+
+def _entry_verdict(entry: dict) -> str:
+    return "SKIPPED" if entry.get("skipped") else ("PASS" if entry.get("passed") else "FAIL")
+
+
+def _forward_detail(comp: dict) -> str:
+    rows = comp.get("outputs") or []
+    ok = f"{sum(r['passed'] for r in rows)}/{len(rows)} outputs within tolerance"
+    return f"{ok}; first divergence {comp['first_divergence']}" if comp.get("first_divergence") else ok
+
+
+def verdicts(results: dict) -> list[dict]:
+    """Every verdict that counts toward the exit code, in report order: forward pairs, then generation,
+    pipeline and tokenizer pairs (``tokenizers`` rendered generically: reference, candidate, passed). Each is
+    ``{kind, pair, verdict, detail, anchor}``; the HTML and Markdown summaries are this list."""
+    out = [dict(kind="forward", pair=pair_name(c), verdict="PASS" if c["passed"] else "FAIL",
+                detail=_forward_detail(c), anchor=anchor("forward", i, c))
+           for i, c in enumerate(results.get("comparisons") or [])]
+    parts = (("generation", results.get("generation"), generation_detail),
+             ("pipeline", results.get("pipeline"), lambda e: e.get("summary") or e.get("error") or ""),
+             ("tokenizers", results.get("tokenizers"), lambda e: e.get("summary") or e.get("error") or ""))
+    for kind, entries, detail in parts:
+        entries = [x for x in entries if isinstance(x, dict)] if isinstance(entries, list) else []
+        out += [dict(kind=kind, pair=f"{entry.get('reference')} vs {entry.get('candidate')}",
+                     verdict=_entry_verdict(entry), detail=str(detail(entry)), anchor=anchor(kind, i, entry))
+                for i, entry in enumerate(entries)]
+    return out

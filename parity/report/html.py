@@ -1,18 +1,23 @@
 """report.html: one self-contained page (inline CSS and SVG, no scripts, no network).
 
-Verdict first, then per pair: the error per layer (log scale, tolerance
-line), a batch x token heat map of the worst output, the full output table;
-then the load report per framework, the diagnosis when present, the inputs
-and the environment. Every string from results.json is escaped.
+Verdict first, with every verdict that counts toward the exit code (forward,
+generation, pipeline and tokenizer pairs), each linked to its section; then per
+pair: the error per layer (log scale, tolerance line), a batch x token heat map
+of the worst output, the full output table; the generation and pipeline tables
+(html_behaviour.py); the load report per framework, the diagnosis when present,
+the inputs and the environment. Every string from results.json is escaped, and
+nothing is wider than a 1280 px window: long values wrap or scroll in their box.
 """
 
 from __future__ import annotations
 
 import math
-from html import escape
+import re
 
-from parity.report.behaviour import agreement_shown, generation_lines, pipeline_lines
-from parity.report.common import diagnoses, environments, labels_line, layer_series, pair_name, shape, source, stand_in, verdict, verdict_line
+from parity.report.behaviour import agreement_shown
+from parity.report.common import (anchor, diagnoses, environments, labels_line, layer_series, pair_name, shape, source,
+                                  stand_in, verdict, verdict_line, verdicts)
+from parity.report.html_behaviour import badge, e, generation_section, pipeline_section
 from parity.numerics.format import num
 from parity.report.console import mismatch_message
 
@@ -40,16 +45,32 @@ figcaption{color:var(--mute);font-size:12px}
 svg{max-width:100%;height:auto}svg text{font:11px system-ui,sans-serif;fill:#1f2328}
 ul.tight{margin:4px 0;padding-left:20px}
 .first{background:#fff8c5;padding:6px 10px;border-radius:6px;border:1px solid #d4a72c}
+.skiptxt{color:var(--mute);font-weight:600}.small{font-size:11.5px}
+.wrap,.wrap td,.wrap th{overflow-wrap:anywhere}pre{white-space:pre-wrap;overflow-wrap:anywhere}
+.wrap th,.wrap td.n{overflow-wrap:normal}
+.verdict>div{flex:1;min-width:0}
+table.verdicts{background:#fff;margin:6px 0 2px}table.verdicts td:nth-child(-n+3){white-space:nowrap}
+section.behaviour{margin:0 0 18px}
+.clamp{display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden}
+table.gen td.txt,table.pipe td.txt{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+.toks{display:flex;flex-wrap:wrap;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;margin-bottom:2px}
+.tok{display:flex;flex-direction:column;align-items:flex-end;padding:0 3px;border:1px solid transparent}
+.tok .s{color:var(--mute);font-size:10.5px}.tok.legend{align-items:flex-start;color:var(--mute)}
+.tok.parts{background:#fff8c5;border-color:#d4a72c;border-radius:4px;font-weight:700;color:var(--bad)}
+.tok.parts .s{color:#1f2328}.tok.after{color:#8c959f}
+table.top{width:auto;margin:4px 0 0;font-size:11.5px}
+table.top td,table.top th{padding:1px 5px;white-space:nowrap;overflow-wrap:normal}
+td.pick{background:#fff8c5;font-weight:700}td.pick-other{outline:2px dashed #d4a72c;outline-offset:-3px}
+table.gen col.row{width:34px}table.gen col.txt{width:11%}table.gen col.toks{width:33%}
+tr.flip td{background:#ffebe9}tr.flip td:last-child{color:var(--bad);font-weight:600}
+table.settings{width:auto}
+table.load td{overflow-wrap:anywhere}table.load td.cls{overflow-wrap:normal}table.load td:last-child{min-width:200px}
 @media print{body{max-width:none;padding:0}.pair{break-inside:avoid-page}h2{break-after:avoid}
  .scroll{overflow:visible}a{color:inherit;text-decoration:none}}
 """
 
 # Viridis stops: perceptually even and readable when printed in grey.
 VIRIDIS = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
-
-
-def e(x) -> str:
-    return escape("-" if x is None else str(x), quote=True)
 
 
 def color(t: float) -> str:
@@ -186,11 +207,11 @@ def output_table(comp: dict) -> str:
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
-def pair_section(comp: dict, inputs: dict) -> str:
+def pair_section(comp: dict, inputs: dict, index: int = 0) -> str:
     rows = comp["outputs"]
     ok = sum(r["passed"] for r in rows)
     v = '<span class="pass">PASS</span>' if comp["passed"] else '<span class="failtxt">FAIL</span>'
-    parts = [f'<section class="pair"><h2>{e(pair_name(comp))}: {v}</h2>',
+    parts = [f'<section class="pair" id="{anchor("forward", index, comp)}"><h2>{e(pair_name(comp))}: {v}</h2>',
              f"<p>{ok}/{len(rows)} outputs within tolerance"
              + (f" (atol {rows[0]['atol']:g}, rtol {rows[0]['rtol']:g}, rule |a−b| ≤ atol + rtol·|b|, "
                 f"reference {e(comp['reference'])})" if rows else "") + "</p>"]
@@ -218,12 +239,19 @@ def pair_section(comp: dict, inputs: dict) -> str:
     return "".join(parts)
 
 
-def behaviour_section(results: dict) -> str:
-    """--generate and --pipeline: each section's lines (report.behaviour), verbose."""
-    out = []
-    for section in (generation_lines(results, verbose=True), pipeline_lines(results, verbose=True)):
-        if section:
-            out.append(f"<h2>{e(section[0])}</h2><pre>" + "\n".join(e(line) for line in section[1:]) + "</pre>")
+def tokenizers_section(results: dict) -> str:
+    """``tokenizers`` (when a results file has the list), rendered generically: per pair its verdict and the
+    rest of its entry as tables."""
+    entries = results.get("tokenizers")
+    if not isinstance(entries, list):
+        return ""
+    out = ['<h2 id="tokenizers">Tokenizers</h2>']
+    for i, entry in enumerate(x for x in entries if isinstance(x, dict)):
+        rest = {k: v for k, v in entry.items() if k not in ("reference", "candidate", "passed")}
+        v = "SKIPPED" if entry.get("skipped") else ("PASS" if entry.get("passed") else "FAIL")
+        out.append(f'<section class="behaviour" id="{anchor("tokenizers", i, entry)}">'
+                   f"<h3>{e(entry.get('reference'))} vs {e(entry.get('candidate'))}: {badge(v)}</h3>"
+                   f'<div class="scroll wrap">{generic(rest) if rest else ""}</div></section>')
     return "".join(out)
 
 
@@ -234,6 +262,12 @@ def _list(items) -> str:
     shown = "".join(f"<li><code>{e(i)}</code></li>" for i in items[:20])
     more = f"<li>… {len(items) - 20} more</li>" if len(items) > 20 else ""
     return f'<ul class="tight">{shown}{more}</ul>'
+
+
+def _camel(name) -> str:
+    """A class name escaped, with break opportunities between its words (TFBert|For|Sequence|Classification):
+    the load table fits a narrow window without cutting a word in two."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "<wbr/>", e(name))
 
 
 def load_section(results: dict) -> str:
@@ -248,11 +282,12 @@ def load_section(results: dict) -> str:
         if fw.get("error"):
             status += f"<div><small>{e(fw['error'])}</small></div>"
         times = "".join(f'<td class="n">{num(sec.get(k), ".2f")}</td>' for k in ("import", "load", "run"))
-        rows.append(f"<tr><td>{e(name)}</td><td>{status}</td><td><code>{e(fw.get('class_name'))}</code></td>"
+        rows.append(f"<tr><td>{e(name)}</td><td>{status}</td>"
+                    f"<td class=\"cls\"><code>{_camel(fw.get('class_name'))}</code></td>"
                     f"<td>{e(source(fw))}</td><td>{e(fw.get('device'))}</td>{times}"
                     f"<td>{_list(load.get('missing'))}</td><td>{_list(load.get('unexpected'))}</td>"
                     f"<td>{_list(load.get('mismatched'))}</td><td>{_list(load.get('notes'))}</td></tr>")
-    return (f'<h2>Load report</h2><div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+    return (f'<h2>Load report</h2><div class="scroll"><table class="load">{head}{"".join(rows)}</table></div>'
             "<p class=\"meta\">missing: weights the model expected but the file lacked (newly initialised); "
             "unexpected: weights in the file the model does not use.</p>")
 
@@ -284,59 +319,66 @@ def diagnosis_section(diag: dict) -> str:
     return html + f"<details><summary>all findings</summary>{generic(rest)}</details>"
 
 
+def summary_block(results: dict) -> str:
+    """The verdict banner: every verdict that counts toward the exit code (common.verdicts), each linked to its
+    section, then the frameworks that did not run and a stand-in reference."""
+    rows = "".join(f'<tr><td>{e(v["kind"])}</td><td><a href="#{e(v["anchor"])}">{e(v["pair"])}</a></td>'
+                   f'<td>{badge(v["verdict"])}</td><td class="wrap">{e(v["detail"])}</td></tr>'
+                   for v in verdicts(results))
+    table = (f'<table class="verdicts"><thead><tr><th>check</th><th>pair</th><th>verdict</th><th>detail</th></tr>'
+             f"</thead><tbody>{rows}</tbody></table>") if rows else ""
+    notes = [f"<li>{e(name)}: <b>{e(fw.get('status'))}</b>: {e(fw.get('error'))}</li>"
+             for name, fw in results.get("frameworks", {}).items() if fw.get("status") != "ok"]
+    if stand_in(results):
+        notes.append(f"<li>{e(stand_in(results))}</li>")
+    notes_html = f'<ul class="tight wrap">{"".join(notes)}</ul>' if notes else ""
+    fail = not results.get("passed")
+    return (f'<div class="verdict{" fail" if fail else ""}"><span class="badge">{verdict(results)}</span>'
+            f"<div>{e(verdict_line(results))}{table}{notes_html}</div></div>")
+
+
+def environment_section(results: dict) -> str:
+    ck = results.get("checkpoint", {})
+    env = results.get("environment", {})
+    return ('<h2>Environment</h2><table class="wrap">'
+            + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in env.get("versions", {}).items())
+            + f"<tr><th>platform</th><td>{e(env.get('platform'))}</td></tr>"
+            + f"<tr><th>CPUs</th><td>{e(env.get('cpu_count'))}</td></tr>"
+            + "".join(f"<tr><th>device {e(k)}</th><td>{e(v)}</td></tr>" for k, v in (env.get("devices") or {}).items())
+            + f"<tr><th>checkpoint sha256</th><td><code>{e(ck.get('fingerprint'))}</code></td></tr>"
+            + "".join(f"<tr><th>environment</th><td>{e(line)}</td></tr>" for line in environments(results))
+            + "</table>")
+
+
 def render(results: dict) -> str:
     ck = results.get("checkpoint", {})
     inputs = results.get("inputs", {})
-    fail = not results.get("passed")
-    comps = results.get("comparisons", [])
-    summary = []
-    for comp in comps:
-        summary.append(f"<li>{e(pair_name(comp))}: "
-                       + ('<span class="pass">PASS</span>' if comp["passed"] else
-                          f'<span class="failtxt">FAIL</span>, first divergence <code>{e(comp["first_divergence"])}</code>')
-                       + "</li>")
-    for name, fw in results.get("frameworks", {}).items():
-        if fw.get("status") != "ok":
-            summary.append(f"<li>{e(name)}: <b>{e(fw.get('status'))}</b>: {e(fw.get('error'))}</li>")
-    if stand_in(results):
-        summary.append(f"<li>{e(stand_in(results))}</li>")
     shapes = inputs.get("shapes") or {}
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>parity {verdict(results)}: {e(ck.get('path'))}</title><style>{CSS}</style></head><body>",
-        f"<h1>parity report: <code>{e(ck.get('path'))}</code></h1>",
-        f'<p class="meta">model_type {e(ck.get("model_type"))} · task {e(results.get("task"))} · '
+        f'<h1 class="wrap">parity report: <code>{e(ck.get("path"))}</code></h1>',
+        f'<p class="meta wrap">model_type {e(ck.get("model_type"))} · task {e(results.get("task"))} · '
         f'created {e(results.get("created"))} · schema {e(results.get("schema_version"))}'
         + (f' · labels {e(labels_line(ck))}' if labels_line(ck) else "") + '</p>',
-        f'<div class="verdict{" fail" if fail else ""}"><span class="badge">{verdict(results)}</span>'
-        f'<div>{e(verdict_line(results))}<ul class="tight">{"".join(summary)}</ul></div></div>',
+        summary_block(results),
         f'<p class="meta">inputs: {e(inputs.get("source"))} {e(shapes.get("input_ids") or next(iter(shapes.values()), None))}, '
         f'{e(inputs.get("padded_positions"))} padded positions excluded, seed {e(inputs.get("seed"))}'
         + (f', rows {e(", ".join(map(str, inputs["empty_rows"])))} all padding (excluded from every comparison)'
            if inputs.get("empty_rows") else "") + '</p>',
     ]
-    parts += [pair_section(c, inputs) for c in comps]
-    parts.append(behaviour_section(results))
+    parts += [pair_section(c, inputs, i) for i, c in enumerate(results.get("comparisons", []))]
+    parts += [generation_section(results), pipeline_section(results), tokenizers_section(results)]
     parts.append(load_section(results))
     diags = diagnoses(results)
     if diags:
         parts.append("<h2>Diagnosis</h2>")
         for title, diag in diags:
-            parts.append(f"<h3>{e(title)}</h3>{diagnosis_section(diag)}")
+            parts.append(f'<h3>{e(title)}</h3><div class="scroll wrap">{diagnosis_section(diag)}</div>')
     texts = inputs.get("texts") or []
     if texts:
-        parts.append("<h2>Inputs</h2><ol start=\"0\">" + "".join(f"<li>{e(t)}</li>" for t in texts) + "</ol>")
-    env = results.get("environment", {})
-    versions = env.get("versions", {})
-    parts.append("<h2>Environment</h2><table>"
-                 + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in versions.items())
-                 + f"<tr><th>platform</th><td>{e(env.get('platform'))}</td></tr>"
-                 + f"<tr><th>CPUs</th><td>{e(env.get('cpu_count'))}</td></tr>"
-                 + "".join(f"<tr><th>device {e(k)}</th><td>{e(v)}</td></tr>"
-                           for k, v in (env.get("devices") or {}).items())
-                 + f"<tr><th>checkpoint sha256</th><td><code>{e(ck.get('fingerprint'))}</code></td></tr>"
-                 + "".join(f"<tr><th>environment</th><td>{e(line)}</td></tr>" for line in environments(results))
-                 + "</table>")
-    parts.append("</body></html>\n")
+        parts.append('<h2>Inputs</h2><ol class="wrap" start="0">' + "".join(f"<li>{e(t)}</li>" for t in texts)
+                     + "</ol>")
+    parts += [environment_section(results), "</body></html>\n"]
     return "".join(parts)
