@@ -67,18 +67,11 @@ def _behaviour(root, results: dict) -> None:
         _count(suite)
 
 
-def render(results: dict) -> str:
-    ck = results["checkpoint"]
-    root = ET.Element("testsuites", {"name": _t(f"parity {ck.get('path')}")})
-    props = {"checkpoint": ck.get("path"), "model_type": ck.get("model_type"), "task": results.get("task"),
-             "fingerprint": ck.get("fingerprint"), "exit_code": results.get("exit_code"),
-             "labels": labels_line(ck)}
-    if stand_in(results):
-        props["reference_used"] = stand_in(results)
-    for i, line in enumerate(environments(results)):
-        props[f"environment.{i}"] = line
-    fws = results.get("frameworks", {})
 
+def _frameworks_suite(root, results: dict, props: dict) -> None:
+    """One testcase per framework (load and run: error, skipped or its class and device), and an error when no
+    pair was compared."""
+    fws = results.get("frameworks", {})
     fw_suite = _suite(root, "frameworks", results,
                       sum((f.get("seconds") or {}).get("total", 0.0) for f in fws.values()))
     _properties(fw_suite, props)
@@ -101,6 +94,21 @@ def render(results: dict) -> str:
         err = ET.SubElement(case, "error", {"message": _t(results["nothing_compared"]), "type": "NothingCompared"})
         err.text = _t(results["nothing_compared"])
     _count(fw_suite)
+
+
+def render(results: dict) -> str:
+    ck = results["checkpoint"]
+    root = ET.Element("testsuites", {"name": _t(f"parity {ck.get('path')}")})
+    props = {"checkpoint": ck.get("path"), "model_type": ck.get("model_type"), "task": results.get("task"),
+             "fingerprint": ck.get("fingerprint"), "exit_code": results.get("exit_code"),
+             "labels": labels_line(ck)}
+    if stand_in(results):
+        props["reference_used"] = stand_in(results)
+    for i, line in enumerate(environments(results)):
+        props[f"environment.{i}"] = line
+    fws = results.get("frameworks", {})
+
+    _frameworks_suite(root, results, props)
 
     for comp in results.get("comparisons", []):
         pair = pair_name(comp)
