@@ -23,7 +23,7 @@ from typing import Mapping
 
 # Raised whenever a request or report changes shape: a worker in another environment
 # (parity.planning.environments) must speak the same protocol, and the probe refuses one that does not.
-VERSION = 3
+VERSION = 4  # 4: LoadSpec.options (loading variants, pt@v5:bf16)
 
 
 @dataclass
@@ -45,6 +45,7 @@ class LoadSpec:
     compile_cache: str | None = None  # JAX's persistent compilation cache folder (Flax only)
     weights_dtype: str | None = None  # the floating dtypes the weights file stores (preflight.weights_dtype)
     bridged: str | None = None       # TF <-> Flax: PyTorch weights a kept PyTorch worker made from the source
+    options: list = field(default_factory=list)  # the key's loading variant: auto, fp32, bf16, ... (contracts.variants)
 
 
 @dataclass

@@ -62,7 +62,7 @@ FAULT_ENV = "PARITY_TEST_FAULT"
 def fault(framework: str, phase: str) -> None:
     """Apply the test hook (see the module docstring) when it names this framework and phase."""
     for item in os.environ.get(FAULT_ENV, "").split(","):
-        fw, _, kind = item.strip().partition(":")
+        fw, _, kind = item.strip().rpartition(":")  # the key may carry loading options: pt:bf16:kill
         kind, _, when = kind.partition("@")
         if fw != framework or (when or "run") != phase:
             continue
