@@ -15,9 +15,10 @@ from parity.contracts.results import Results, environment
 from parity.execution.executor import RunInterrupted, execute
 from parity.numerics.behaviour import compare as compare_behaviour
 from parity.numerics.behaviour import passed as behaviour_passed
+from parity.numerics import precision
 from parity.numerics.compare import compare_pair
 from parity.planning import batch as inputs
-from parity.planning.config import CheckConfig
+from parity.planning.config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
 from parity.planning.plan import CheckPlan, plan_check
 
 
@@ -252,6 +253,9 @@ def reference_used(cfg: CheckConfig, fw_results: dict) -> dict:
     return {"requested": cfg.reference, "framework": ran[0] if len(ran) > 1 else None, "reason": reason}
 
 
+DEFAULTS = (DEFAULT_ATOL, DEFAULT_RTOL)
+
+
 def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=None,
              baseline: dict | None = None, reference: str | None = None,
              baseline_sources: dict | None = None) -> list[dict]:
@@ -268,9 +272,11 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
             progress(label, "comparing")
         names = [n for n in ref_names if group(n) in cfg.outputs]
         names += [n for n in run.names if n not in ref_names and group(n) in cfg.outputs]
+        dtype = precision.pair_dtype(ref_name, fw)  # a :bf16 / :fp16 side: statistical gate, dtype tolerances
         comparisons.append(compare_pair(ref_name, fw, ref_outputs, run.outputs, model_order(names),
-                                        tolerance=cfg.tolerance, attention_mask=batch.masks,
-                                        seq2seq=batch.seq2seq, top1_min=cfg.top1_min))
+                                        tolerance=precision.tolerance(cfg.tolerance, dtype, DEFAULTS),
+                                        attention_mask=batch.masks, seq2seq=batch.seq2seq, top1_min=cfg.top1_min,
+                                        precision=dtype))
     return comparisons
 
 

@@ -318,6 +318,10 @@ def render(results: dict) -> str:
     ]
     parts += [pair_section(c, inputs) for c in comps]
     parts.append(behaviour_section(results))
+    from parity.report.loading import sections
+
+    parts += [f"<h2>{e(title)}</h2><pre>" + "\n".join(e(line) for line in lines) + "</pre>"
+              for title, lines in sections(results, verbose=True)]
     parts.append(load_section(results))
     diags = diagnoses(results)
     if diags:

@@ -78,6 +78,10 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
     agree = [f"- {cell(pair_name(c))} `{cell(r['name'])}`: {cell(agreement_shown(r))}" for c in comps
              for r in c["outputs"] if agreement_shown(r)]
     lines += agree + ([""] if agree else [])
+    from parity.report.loading import sections
+
+    for title, section in sections(results):
+        lines += [f"**{cell(title)}**", "", *[f"- {cell(line.strip())}" for line in section], ""]
     for section in (generation_lines(results), pipeline_lines(results)):
         if section:
             lines += [f"**{cell(section[0])}**", "", *[f"- {cell(line.strip())}" for line in section[1:]], ""]
