@@ -143,7 +143,7 @@ def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress
             diagnosis = _diagnose(plan, runs, batch, comparisons, reference, exports_dir) if cfg.explain else None
         except KeyboardInterrupt:
             interrupted = True  # keep the pairs already compared
-    gen, pipe = compare_behaviour(cfg, runs, comparisons, reference) if plan.behaviour else (None, None)
+    gen, pipe = compare_behaviour(cfg, runs, comparisons, reference, DEFAULTS) if plan.behaviour else (None, None)
     stages["compare"] = time.perf_counter() - t_compare
     _close(runs)
     code = _exit_code(interrupted, plan.entries, comparisons)
