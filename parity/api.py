@@ -96,7 +96,7 @@ def _results(plan: CheckPlan, outcome: _Outcome, t_start: float) -> Results:
         seconds={**outcome.stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()},
         diagnosis=outcome.diagnosis, schedule=outcome.schedule, reference_used=outcome.reference_used,
         complete=not outcome.interrupted, interrupted=outcome.interrupted,
-        generation=outcome.generation, pipeline=outcome.pipeline,
+        generation=outcome.generation, pipeline=outcome.pipeline, tokenizers=outcome.tokenizers,
     )
 
 
@@ -114,6 +114,7 @@ class _Outcome:
     reference_used: dict | None = None
     generation: list | None = None   # --generate: one entry per pair (parity.numerics.behaviour)
     pipeline: list | None = None     # --pipeline: likewise
+    tokenizers: list | None = None   # tokenizer parity: one entry per pair (parity.numerics.tokenizer_compare)
 
 
 def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress, weights_dir, baseline,
@@ -144,12 +145,30 @@ def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress
         except KeyboardInterrupt:
             interrupted = True  # keep the pairs already compared
     gen, pipe = compare_behaviour(cfg, runs, comparisons, reference, DEFAULTS) if plan.behaviour else (None, None)
+    toks = _tokenizers(plan, runs, reference)
     stages["compare"] = time.perf_counter() - t_compare
     _close(runs)
     code = _exit_code(interrupted, plan.entries, comparisons)
-    if code == EXIT_OK and not (behaviour_passed(gen) and behaviour_passed(pipe)):
+    if code == EXIT_OK and any(t.get("error") for t in toks or []):
+        code = EXIT_FRAMEWORK  # a side's tokenizer could not load: that side's load error
+    if code == EXIT_OK and not (behaviour_passed(gen) and behaviour_passed(pipe) and behaviour_passed(toks)):
         code = EXIT_MISMATCH
-    return _Outcome(batch, comparisons, diagnosis, stages, schedule, interrupted, code, used, gen, pipe)
+    return _Outcome(batch, comparisons, diagnosis, stages, schedule, interrupted, code, used, gen, pipe, toks)
+
+
+def _tokenizers(plan: CheckPlan, runs: dict, reference: str | None) -> list | None:
+    """Tokenizer parity (parity.planning.tokenizers): each pair's own tokenizers compared, or None."""
+    from parity.numerics.tokenizer_compare import compare as compare_tokenizers
+    from parity.planning.tokenizers import pairs
+
+    part = plan.behaviour.get("tokenize")
+    if not part:
+        return None
+    ref = reference or plan.cfg.reference
+    return [compare_tokenizers(ref, fw, getattr(runs.get(ref), "tokenizer", None),
+                               getattr(runs.get(fw), "tokenizer", None), part["texts"],
+                               plan.cfg.tokenizers == "report")
+            for r, fw in pairs(plan.cfg) if fw in runs and ref in runs]
 
 
 def _run(plan: CheckPlan, workdir: Path, progress, exports_dir: Path | None) -> tuple:

@@ -85,6 +85,7 @@ class WorkerRequest:
     python: str | None = None         # the interpreter of the worker process (parity.planning.environments); None: this one
     generate: dict | None = None      # --generate: task and parity's fixed settings (parity.worker.generation.run)
     pipeline: dict | None = None      # --pipeline: pipeline task, texts, settings (parity.worker.pipelines.run)
+    tokenize: dict | None = None      # tokenizer parity: texts, max_length (parity.worker.tokenize.run)
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -104,7 +105,7 @@ class WorkerRequest:
 
 
 # written only when set (as the worker wrote them before these classes)
-_OPTIONAL = ("traceback", "explain", "imported", "compile_cache", "generation", "pipeline")
+_OPTIONAL = ("traceback", "explain", "imported", "compile_cache", "generation", "pipeline", "tokenizer")
 
 
 @dataclass
@@ -121,6 +122,7 @@ class WorkerReport:
     compile_cache: dict | None = None  # Flax: XLA compilation cache hits and misses
     generation: dict | None = None    # --generate: config, reads, pad_token_id, ... or {"error": line}
     pipeline: dict | None = None      # --pipeline: the pipeline's inputs and outputs, or {"error": line}
+    tokenizer: dict | None = None     # tokenizer parity: this side's ids and tokens per text, or {"error": line}
     # In-process only, never serialised: the outputs themselves and the float64 oracle's.
     arrays: Mapping | None = field(default=None, repr=False, compare=False)
     arrays64: Mapping | None = field(default=None, repr=False, compare=False)

@@ -133,6 +133,8 @@ class CheckConfig:
     # "elementwise" (every output within tolerance) or "top1": logits outputs pass on top-1 agreement >= top1_min
     gate: str = "elementwise"
     top1_min: float | None = None
+    # Tokenizer parity where sides could tokenize differently (parity.planning.tokenizers): compare, report or off
+    tokenizers: str = "compare"
 
     def validated(self, min_frameworks: int = 2) -> "CheckConfig":
         """Normalise and check every field; raise UsageError on the first bad one.
@@ -163,6 +165,9 @@ class CheckConfig:
         self.trust_remote_code = bool(self.trust_remote_code)
         self._validate_texts()
         self._validate_behaviour()
+        from parity.planning.tokenizers import mode
+
+        self.tokenizers = mode(self.tokenizers)
         return self
 
     def _validate_frameworks(self, min_frameworks: int) -> None:
@@ -237,7 +242,7 @@ class CheckConfig:
 CHECK_KEYS = {"name", "checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file",
               "batch_size", "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances",
               "baseline", "against", "inline", "env", "generate", "pipeline", "max_new_tokens", "num_beams", "gate",
-              "top1_min"}
+              "top1_min", "tokenizers"}
 
 
 def load_project(root) -> tuple[Path | None, list[dict]]:

@@ -70,6 +70,10 @@ def plan_check(cfg: CheckConfig, *, batch: inputs.Batch | None = None, paths: di
                                   roots={fw: environments.of(fw, envs).transformers for fw in cfg.frameworks},
                                   unavailable=set(missing))
     behaviour = requests(cfg, task, ckpt.config)  # --generate / --pipeline: bad input ends here
+    from parity.contracts.batch import has_tokenizer
+    from parity.planning.tokenizers import request as tokenizer_request
+
+    behaviour.update(tokenizer_request(cfg, batch is None and has_tokenizer(ckpt.path)))
     paths = paths or {}
     supported = [fw for fw in cfg.frameworks if classes[fw] and fw not in missing]
     weights, folders = _weights(ckpt, cfg, supported, paths)

@@ -145,6 +145,10 @@ def serve(request: WorkerRequest, *, arrays: Mapping | None = None, stage: Stage
     try:
         runner = runner_class(fw)(request.spec)
         stage(fw, "loading")
+        if request.tokenize:  # before any forward pass, and before the model: its own tokenizer
+            from parity.worker.tokenize import run as tokenize
+
+            report.tokenizer = tokenize(runner, request.tokenize)
         loaded = _load(runner, request, report)
         stage(fw, "loaded")
         _keep(runner, request)
