@@ -89,3 +89,40 @@ def test_minilm_in_bf16_passes_under_the_bf16_defaults(cli, minilm):
     assert r.code == 0, r.out
     rows = r.comparison("pt:bf16")["outputs"]
     assert all(row["gate"]["kind"] == "statistical" for row in rows)
+
+
+ACCENTED = ["Café naïve résumé", "hello world", "the quick brown fox"]
+
+
+@slow
+def test_legacy_llama_tokenizer_under_4_57_vs_5_fails_naming_the_text(cli, loading, v5):  # noqa: F811
+    r = cli("check", loading / "llama-tok", "--env", f"v5={v5}", "--frameworks", "pt,pt@v5",
+            "--text", " hello world", "--text", "what time is it")
+    assert r.code == 1, r.out
+    (pair,) = r.results["tokenizers"]
+    assert not pair["passed"] and [t["text"] for t in pair["texts"]] == [" hello world"]
+    assert pair["texts"][0]["ids"][0] != pair["texts"][0]["ids"][1]
+    assert r.comparison("pt@v5")["passed"]  # the shared batch still agrees
+    assert "text ' hello world'" in r.out
+    assert cli("check", loading / "llama-tok", "--env", f"v5={v5}", "--frameworks", "pt,pt@v5", "--text",
+               " hello world", "--tokenizers", "report").code == 0
+
+
+def test_tokenizers_value_is_checked(cli, tiny):
+    r = cli("check", tiny / "bert-pt", "--frameworks", "pt,tf", "--tokenizers", "maybe")
+    assert r.code == 2 and r.err.startswith("parity: error: unknown --tokenizers value")
+
+
+@slow
+def test_minilm_pt_tf_has_no_tokenizer_pair(cli, minilm):
+    r = cli("check", minilm, "--frameworks", "pt,tf", "--text", ACCENTED[0])
+    assert r.code == 0, r.out
+    assert r.results.get("tokenizers") is None
+
+
+@slow
+def test_minilm_against_kerashub_on_accented_texts_fails_on_tokenizers(cli, minilm):
+    r = cli("check", minilm, "--frameworks", "pt,keras-jax", *[a for t in ACCENTED for a in ("--text", t)])
+    (pair,) = r.results["tokenizers"]
+    assert not pair["passed"] and r.code == 1, r.out
+    assert "Café naïve résumé" in [t["text"] for t in pair["texts"]]
