@@ -148,7 +148,7 @@ def serve(request: WorkerRequest, *, arrays: Mapping | None = None, stage: Stage
         if request.tokenize:  # before any forward pass, and before the model: its own tokenizer
             from parity.worker.tokenize import run as tokenize
 
-            report.tokenizer = tokenize(runner, request.tokenize)
+            report.tokenizer = tokenize(runner, request.tokenize, error_line)
         loaded = _load(runner, request, report)
         stage(fw, "loaded")
         _keep(runner, request)

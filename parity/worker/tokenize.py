@@ -8,9 +8,8 @@ from __future__ import annotations
 OPTIONS = ("legacy", "add_prefix_space", "strip_accents", "do_lower_case", "add_bos_token", "add_eos_token")
 
 
-def run(runner, part: dict) -> dict:
-    from parity.worker.serving import error_line
-
+def run(runner, part: dict, error_line) -> dict:
+    """``error_line``: the serve loop's one-line form of an exception (passed in: serving imports this module)."""
     try:
         if runner.descriptor.catalog:  # KerasHub: its own converter, its own tokenizer
             return _keras(runner.spec, part)
