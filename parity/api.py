@@ -16,9 +16,10 @@ from parity.execution.executor import RunInterrupted, execute
 from parity.numerics.behaviour import compare as compare_behaviour
 from parity.numerics.behaviour import failed_everywhere
 from parity.numerics.behaviour import passed as behaviour_passed
+from parity.numerics import precision
 from parity.numerics.compare import compare_pair
 from parity.planning import batch as inputs
-from parity.planning.config import CheckConfig
+from parity.planning.config import DEFAULT_ATOL, DEFAULT_RTOL, CheckConfig
 from parity.planning.plan import CheckPlan, plan_check
 
 
@@ -96,7 +97,8 @@ def _results(plan: CheckPlan, outcome: _Outcome, t_start: float) -> Results:
         seconds={**outcome.stages, "total": time.perf_counter() - t_start, "cpu": _own_cpu()},
         diagnosis=outcome.diagnosis, schedule=outcome.schedule, reference_used=outcome.reference_used,
         complete=not outcome.interrupted, interrupted=outcome.interrupted,
-        generation=outcome.generation, pipeline=outcome.pipeline, nothing_compared=outcome.nothing_compared,
+        generation=outcome.generation, pipeline=outcome.pipeline, tokenizers=outcome.tokenizers,
+        nothing_compared=outcome.nothing_compared,
     )
 
 
@@ -114,6 +116,7 @@ class _Outcome:
     reference_used: dict | None = None
     generation: list | None = None   # --generate: one entry per pair (parity.numerics.behaviour)
     pipeline: list | None = None     # --pipeline: likewise
+    tokenizers: list | None = None   # tokenizer parity: one entry per pair (parity.numerics.tokenizer_compare)
     nothing_compared: str | None = None  # why no pair was compared (exit 3)
 
 
@@ -144,19 +147,46 @@ def _run_and_compare(plan: CheckPlan, workdir: Path, t_start: float, *, progress
             diagnosis = _diagnose(plan, runs, batch, comparisons, reference, exports_dir) if cfg.explain else None
         except KeyboardInterrupt:
             interrupted = True  # keep the pairs already compared
-    gen, pipe = compare_behaviour(cfg, runs, comparisons, reference) if plan.behaviour else (None, None)
+    gen, pipe = compare_behaviour(cfg, runs, comparisons, reference, DEFAULTS) if plan.behaviour else (None, None)
+    toks = _tokenizers(plan, runs, reference)
     stages["compare"] = time.perf_counter() - t_compare
     _close(runs)
+    code, nothing = _verdict(plan, interrupted, comparisons, (gen, pipe, toks), baseline)
+    return _Outcome(batch, comparisons, diagnosis, stages, schedule, interrupted, code, used, gen, pipe, toks,
+                    nothing)
+
+
+def _verdict(plan: CheckPlan, interrupted: bool, comparisons: list, behaviour: tuple, baseline) -> tuple:
+    """(exit code, why nothing was compared): a gate that compared nothing must not go green, nor one whose
+    behaviour or tokenizers could run on no side."""
+    gen, pipe, toks = behaviour
     code = _exit_code(interrupted, plan.entries, comparisons)
     # (recording one framework compares nothing by design: its baseline is an empty dict)
     nothing = None if interrupted or comparisons or baseline == {} else _nothing_compared(plan.entries)
     if nothing:
-        code = EXIT_FRAMEWORK  # a gate that compared nothing must not go green
+        code = EXIT_FRAMEWORK
     if code == EXIT_OK and (failed_everywhere(gen) or failed_everywhere(pipe)):
         code = EXIT_FRAMEWORK
-    if code == EXIT_OK and not (behaviour_passed(gen) and behaviour_passed(pipe)):
+    if code == EXIT_OK and any(t.get("error") for t in toks or []):
+        code = EXIT_FRAMEWORK  # a side's tokenizer could not load: that side's load error
+    if code == EXIT_OK and not (behaviour_passed(gen) and behaviour_passed(pipe) and behaviour_passed(toks)):
         code = EXIT_MISMATCH
-    return _Outcome(batch, comparisons, diagnosis, stages, schedule, interrupted, code, used, gen, pipe, nothing)
+    return code, nothing
+
+
+def _tokenizers(plan: CheckPlan, runs: dict, reference: str | None) -> list | None:
+    """Tokenizer parity (parity.planning.tokenizers): each pair's own tokenizers compared, or None."""
+    from parity.numerics.tokenizer_compare import compare as compare_tokenizers
+    from parity.planning.tokenizers import pairs
+
+    part = plan.behaviour.get("tokenize")
+    if not part:
+        return None
+    ref = reference or plan.cfg.reference
+    return [compare_tokenizers(ref, fw, getattr(runs.get(ref), "tokenizer", None),
+                               getattr(runs.get(fw), "tokenizer", None), part["texts"],
+                               plan.cfg.tokenizers == "report")
+            for r, fw in pairs(plan.cfg) if fw in runs and ref in runs]
 
 
 def _run(plan: CheckPlan, workdir: Path, progress, exports_dir: Path | None) -> tuple:
@@ -268,6 +298,9 @@ def reference_used(cfg: CheckConfig, fw_results: dict) -> dict:
     return {"requested": cfg.reference, "framework": ran[0] if len(ran) > 1 else None, "reason": reason}
 
 
+DEFAULTS = (DEFAULT_ATOL, DEFAULT_RTOL)
+
+
 def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=None,
              baseline: dict | None = None, reference: str | None = None) -> list[dict]:
     """Each framework that ran against its reference, appended to ``comparisons`` as it goes.
@@ -282,9 +315,11 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
             progress(label, "comparing")
         names = [n for n in ref_names if group(n) in cfg.outputs]
         names += [n for n in run.names if n not in ref_names and group(n) in cfg.outputs]
+        dtype = precision.pair_dtype(ref_name, fw)  # a :bf16 / :fp16 side: statistical gate, dtype tolerances
         comparisons.append(compare_pair(ref_name, fw, ref_outputs, run.outputs, model_order(names),
-                                        tolerance=cfg.tolerance, attention_mask=batch.masks,
-                                        seq2seq=batch.seq2seq, top1_min=cfg.top1_min))
+                                        tolerance=precision.tolerance(cfg.tolerance, dtype, DEFAULTS),
+                                        attention_mask=batch.masks, seq2seq=batch.seq2seq, top1_min=cfg.top1_min,
+                                        precision=dtype))
     return comparisons
 
 

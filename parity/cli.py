@@ -91,6 +91,9 @@ def _add_behaviour(p) -> None:
     p.add_argument("--gate", default="elementwise", choices=["elementwise", "top1"],
                    help="verdict of logits outputs: element-wise tolerance (default) or top-1 agreement")
     p.add_argument("--top1-min", help="with --gate top1: the least top-1 agreement rate that passes (default: 0.99)")
+    p.add_argument("--tokenizers", default="compare",
+                   help="where sides could tokenize differently (another --env, KerasHub): compare each side's own "
+                        "tokenizer first (default: a differing id fails), report (shown, never failing) or off")
 
 
 def _add_replay(sub) -> None:
@@ -348,7 +351,7 @@ def _cmd_check(args) -> int:
         save_replay=args.save_replay, cache=not args.no_cache,
         timeout=args.timeout, trust_remote_code=args.trust_remote_code, envs=args.envs or {},
         generate=args.generate, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
-        pipeline=args.pipeline, gate=args.gate, top1_min=args.top1_min,
+        pipeline=args.pipeline, gate=args.gate, top1_min=args.top1_min, tokenizers=args.tokenizers,
     ).validated()
     return _run_and_print(cfg, None, args.formats, verbose=args.verbose)
 

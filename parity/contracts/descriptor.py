@@ -45,3 +45,4 @@ class Framework:
     uses: tuple = ()              # other frameworks' keys whose modules its worker imports (not blocked there)
     no_outputs: tuple = ()        # (output group, why) it does not produce: not compared, not failed
     default: bool = True          # in the default --frameworks
+    load_options: tuple = ("auto", "fp32")  # the FW:OPTION loading variants its runner honours (parity.contracts.variants)

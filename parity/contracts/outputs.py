@@ -37,7 +37,7 @@ def flatten(output: Mapping[str, Any], to_numpy: Callable[[Any], np.ndarray] = n
                 walk(f"{prefix}.{i}", v)
         else:
             arr = np.asarray(to_numpy(value))
-            if np.issubdtype(arr.dtype, np.floating) and arr.dtype != float_dtype:
+            if (np.issubdtype(arr.dtype, np.floating) or arr.dtype.name == "bfloat16") and arr.dtype != float_dtype:
                 arr = arr.astype(float_dtype)
             flat[prefix] = arr
 

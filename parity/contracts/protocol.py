@@ -23,7 +23,7 @@ from typing import Mapping
 
 # Raised whenever a request or report changes shape: a worker in another environment
 # (parity.planning.environments) must speak the same protocol, and the probe refuses one that does not.
-VERSION = 3
+VERSION = 4  # 4: LoadSpec.options (loading variants, pt@v5:bf16)
 
 
 @dataclass
@@ -45,6 +45,7 @@ class LoadSpec:
     compile_cache: str | None = None  # JAX's persistent compilation cache folder (Flax only)
     weights_dtype: str | None = None  # the floating dtypes the weights file stores (preflight.weights_dtype)
     bridged: str | None = None       # TF <-> Flax: PyTorch weights a kept PyTorch worker made from the source
+    options: list = field(default_factory=list)  # the key's loading variant: auto, fp32, bf16, ... (contracts.variants)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class WorkerRequest:
     python: str | None = None         # the interpreter of the worker process (parity.planning.environments); None: this one
     generate: dict | None = None      # --generate: task and parity's fixed settings (parity.worker.generation.run)
     pipeline: dict | None = None      # --pipeline: pipeline task, texts, settings (parity.worker.pipelines.run)
+    tokenize: dict | None = None      # tokenizer parity: texts, max_length (parity.worker.tokenize.run)
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -103,7 +105,7 @@ class WorkerRequest:
 
 
 # written only when set (as the worker wrote them before these classes)
-_OPTIONAL = ("traceback", "explain", "imported", "compile_cache", "generation", "pipeline")
+_OPTIONAL = ("traceback", "explain", "imported", "compile_cache", "generation", "pipeline", "tokenizer")
 
 
 @dataclass
@@ -120,6 +122,7 @@ class WorkerReport:
     compile_cache: dict | None = None  # Flax: XLA compilation cache hits and misses
     generation: dict | None = None    # --generate: config, reads, pad_token_id, ... or {"error": line}
     pipeline: dict | None = None      # --pipeline: the pipeline's inputs and outputs, or {"error": line}
+    tokenizer: dict | None = None     # tokenizer parity: this side's ids and tokens per text, or {"error": line}
     # In-process only, never serialised: the outputs themselves and the float64 oracle's.
     arrays: Mapping | None = field(default=None, repr=False, compare=False)
     arrays64: Mapping | None = field(default=None, repr=False, compare=False)

@@ -24,8 +24,9 @@ ALIASES = {alias: fw.key for fw in FRAMEWORKS for alias in fw.aliases}
 
 
 def base(key: str) -> str:
-    """"pt@v5" -> "pt": the framework of a key qualified with its environment (parity.planning.environments)."""
-    return key.partition("@")[0]
+    """"pt@v5:bf16" -> "pt": the framework of a key qualified with its environment (parity.planning.environments)
+    and loading options (parity.contracts.variants)."""
+    return key.partition(":")[0].partition("@")[0]
 
 
 def get(key: str) -> Framework:
@@ -61,7 +62,7 @@ def use_env_names() -> tuple:
 
 def not_produced(key: str, group: str) -> str | None:
     """Why framework ``key`` produces no output of ``group`` (KerasHub: no attention maps), or None."""
-    fw = BY_KEY.get(key)
+    fw = BY_KEY.get(base(key))
     return dict(fw.no_outputs).get(group) if fw else None
 
 

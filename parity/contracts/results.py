@@ -189,8 +189,10 @@ class FrameworkEntry(Record):
     compile_cache: dict = key("Flax with the cache on: `dir`, `requests`, `hits`", ABSENT)
     cache: str | None = key("written once the model loaded: `hit` or `stored` when the converted weights came "
                             "from or went to the conversion cache, else null", ABSENT)
-    settings: dict = key("the loader options parity set that change numbers (PyTorch: `dtype`, "
-                         "`attn_implementation`, eager whenever attentions are compared); absent when none", ABSENT)
+    settings: dict = key("how the framework loaded, as it ran: `dtype` (the weights' effective floating dtype: "
+                         "float32 unless a `:OPTION` loading variant chose another, e.g. `pt@v5:auto` on a bf16 "
+                         "checkpoint), PyTorch's `attn_implementation` (eager whenever attentions are compared and no "
+                         "variant says otherwise); absent when the framework did not load", ABSENT)
     environment: dict = key("where the worker ran: `name` (the --env name; null for parity's own interpreter), "
                             "`python` (the interpreter), `versions` (python and the PACKAGES there); absent in "
                             "files from before it existed", ABSENT)
@@ -233,7 +235,11 @@ class OutputComparison(Record):
     mean_kl: float | None = key("logits outputs: mean KL(reference || candidate) of the softmax over the last axis, "
                                 "nats per counted position", ABSENT)
     gate: dict = key("under `gate = \"top1\"` (logits outputs): `kind`, `min` (the threshold), "
-                     "`elementwise_passed`; `passed` is then top1_agreement >= min", ABSENT)
+                     "`elementwise_passed`; `passed` is then top1_agreement >= min. A pair with a `:bf16` / `:fp16` "
+                     "side (parity.numerics.precision): `kind` statistical, `dtype`, `stat` (mean), `max`, `mean`, "
+                     "`median`, `quantile` (at `q`) of |candidate - reference|, `mean_ref`, `bound` (atol + rtol * "
+                     "mean_ref), `top1_flips` (logits: flips beyond tolerance), `elementwise_passed`; `passed` is "
+                     "then mean <= bound (and no decided top-1 flip)", ABSENT)
     candidate_shape: list = key("shape mismatch only: the candidate's shape", ABSENT)
     padded: dict = key("masked outputs: the excluded positions apart from the verdict: `positions`, "
                        "`max_abs_diff` (null when none finite), `nonfinite`", ABSENT)
@@ -286,6 +292,8 @@ class Results(Record):
                             "`devices` per framework")
     config: dict = key("the resolved options of the run")
     frameworks: dict[str, FrameworkEntry] = key("per framework key (pt, tf, flax; pt@v5 for one run in the --env "
+                                                "environment v5; pt:bf16, pt@v5:auto with a loading variant, "
+                                                "parity.contracts.variants; "
                                                 "environment v5): its FrameworkEntry",
                                                 of=("dict", FrameworkEntry))
     comparisons: list[PairComparison] = key("per candidate: its PairComparison", of=("list", PairComparison))
@@ -326,8 +334,17 @@ class Results(Record):
                                   "rebuilt away) and `config_diff`), "
                                   "`scores` (which per-step scores each framework's generate returned), "
                                   "`config_diff`, `not_applied` (settings a framework's generate never reads), "
-                                  "`summary`; `error` when a side could not generate (`failed_everywhere` true when neither could: the check "
-                                  "is then exit 3, not a mismatch)", None, omit_none=True)
+                                  "`summary`; `error` when a side could not generate (`failed_everywhere` true when "
+                                  "neither could: the check is then exit 3, not a mismatch); with a `:bf16` / `:fp16` "
+                                  "side `gate` (`kind` logprobs_close, `dtype`, `top_n`, `scores`, "
+                                  "`elementwise_passed`) and per parted row `logprobs_close`: vLLM's rule decides",
+                                  None, omit_none=True)
+    tokenizers: list | None = key("where the sides could tokenize differently (another environment, KerasHub): one "
+                                  "entry per pair against the reference: `reference`, `candidate`, `passed`, "
+                                  "`compared` (texts), `report_only` (--tokenizers report), `issues` (special tokens, "
+                                  "padding side), `texts` (per differing text: `text`, `ids` [reference, candidate], "
+                                  "`tokens`, `first_difference`, `cause`), `error` (a side's tokenizer could not "
+                                  "load: that side and why)", None, omit_none=True)
     pipeline: list | None = key("--pipeline only: one entry per pair: `reference`, `candidate`, `passed`, `task`, "
                                 "`items` (per input: `input`, what each pipeline returned as [reference, "
                                 "candidate] (`label` or `answer`, each with its `score` (absent in files from "

@@ -54,6 +54,7 @@ class FrameworkRun:
     generation: dict | None = None    # --generate / --pipeline: the worker's report parts (worker._behave)
     pipeline: dict | None = None
     gen_arrays: Mapping | None = None  # --generate: sequences, raw, processed
+    tokenizer: dict | None = None     # tokenizer parity: this side's tokenization (parity.worker.tokenize)
 
     @classmethod
     def from_report(cls, report: WorkerReport, outputs: Mapping | None = None,
@@ -63,7 +64,7 @@ class FrameworkRun:
                    seconds=report.seconds, names=list(report.outputs), outputs=outputs,
                    traceback=report.traceback, explain=report.explain, imported=report.imported,
                    compile_cache=report.compile_cache, outputs64=outputs64, generation=report.generation,
-                   pipeline=report.pipeline, gen_arrays=report.gen_arrays)
+                   pipeline=report.pipeline, gen_arrays=report.gen_arrays, tokenizer=report.tokenizer)
 
 
 class RunInterrupted(Exception):

@@ -5,22 +5,27 @@ against the reference the forward comparison used (what the workers are asked: p
 from __future__ import annotations
 
 
-def compare(cfg, runs: dict, comparisons: list, reference: str | None) -> tuple[list | None, list | None]:
-    """(generation entries, pipeline entries); None for a part not asked for."""
-    from parity.numerics import generation_compare, pipelines_compare
+def compare(cfg, runs: dict, comparisons: list, reference: str | None,
+            defaults: tuple = (1e-5, 1e-5)) -> tuple[list | None, list | None]:
+    """(generation entries, pipeline entries); None for a part not asked for. A pair with a :bf16 / :fp16 side
+    (parity.numerics.precision) is judged at that dtype's tolerances where the check kept the float32 ``defaults``,
+    and its generation by vLLM's log-probability closeness rule."""
+    from parity.numerics import generation_compare, pipelines_compare, precision
 
     ok = [fw for fw in cfg.frameworks if fw in runs and runs[fw].status == "ok"]
     pairs = [fw for fw in ok if fw != reference] if reference in ok else []
     forward = {c["candidate"]: c for c in comparisons}
     gen = pipe = None
     if cfg.generate:
-        tol = cfg.tolerance("generation.scores")
-        gen = [generation_compare.compare(reference, fw, runs[reference], runs[fw], tolerance=tol,
-                                          forward=forward.get(fw), num_beams=cfg.num_beams) for fw in pairs]
+        gen = [generation_compare.compare(
+            reference, fw, runs[reference], runs[fw], forward=forward.get(fw), num_beams=cfg.num_beams,
+            tolerance=precision.tolerance(cfg.tolerance, precision.pair_dtype(reference, fw), defaults)(
+                "generation.scores"), precision=precision.pair_dtype(reference, fw)) for fw in pairs]
     if cfg.pipeline:
-        tol = cfg.tolerance("pipeline.scores")
-        pipe = [pipelines_compare.compare(reference, fw, runs[reference].pipeline, runs[fw].pipeline, tolerance=tol)
-                for fw in pairs]
+        pipe = [pipelines_compare.compare(
+            reference, fw, runs[reference].pipeline, runs[fw].pipeline,
+            tolerance=precision.tolerance(cfg.tolerance, precision.pair_dtype(reference, fw), defaults)(
+                "pipeline.scores")) for fw in pairs]
     return gen, pipe
 
 

@@ -343,7 +343,8 @@ def _agreement(row: OutputComparison, a, b, mask, top1_min: float | None) -> Non
 
 def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping,
                  names: Iterable[str], *, tolerance, attention_mask=None,
-                 exclude_padding: bool = True, seq2seq: bool = False, top1_min: float | None = None) -> PairComparison:
+                 exclude_padding: bool = True, seq2seq: bool = False, top1_min: float | None = None,
+                 precision: str | None = None) -> PairComparison:
     """Compare every named output of one pair, streaming one tensor at a time.
 
     ``tolerance(name) -> (atol, rtol)``. Outputs present on one side only are
@@ -352,7 +353,8 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     returns ``past_key_values`` only when given an initialised cache): those
     are listed in ``not_compared`` with the reason. Logits outputs also get
     top-1 agreement and mean KL (parity.numerics.agreement); with ``top1_min`` (the
-    top-1 gate) they pass on that rate instead of the element-wise rule.
+    top-1 gate) they pass on that rate instead of the element-wise rule. ``precision`` (bfloat16 / float16: a
+    side asked for reduced precision) judges every output by the statistical gate (parity.numerics.precision).
     """
     rows, skipped = [], []
     kept = rows_kept(attention_mask) if exclude_padding else None
@@ -371,7 +373,7 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
                                    "(attention_mask all zeros)")
         if row is None and both:
             row, per_tok = _paired(name, ref_outputs[name], cand_outputs[name], atol, rtol, attention_mask,
-                                   exclude_padding, seq2seq, tokens, top1_min)
+                                   exclude_padding, seq2seq, tokens, top1_min, precision)
             if per_tok is not None:
                 # NaN/Inf outrank any finite difference.
                 score = float("inf") if per_tok["nonfinite"] else (row.max_abs_diff or 0.0)
@@ -409,7 +411,7 @@ def _unpaired(name: str, reference: str, candidate: str, ref_outputs: Mapping, c
 
 
 def _paired(name: str, b, a, atol: float, rtol: float, attention_mask, exclude_padding: bool, seq2seq: bool,
-            tokens, top1_min) -> tuple[OutputComparison, dict | None]:
+            tokens, top1_min, precision=None) -> tuple[OutputComparison, dict | None]:
     """One output present on both sides (``b`` the reference's): its row and its per-token values."""
     mask = valid_mask(name, np.shape(b), attention_mask, seq2seq) if exclude_padding else None
     # The heat map is over the encoder's (batch, token) grid: only outputs on that grid feed it.
@@ -417,5 +419,9 @@ def _paired(name: str, b, a, atol: float, rtol: float, attention_mask, exclude_p
     row = compare_array(name, a, b, atol=atol, rtol=rtol, valid=mask, tokens=on_grid)
     if row.error is None and agreement.applies(name, np.shape(b)):
         _agreement(row, a, b, mask, top1_min)
+    if row.error is None and precision is not None:
+        from parity.numerics.precision import judge
+
+        judge(row, a, b, mask, precision, agreement.applies(name, np.shape(b)))
     per_tok, row.per_token = row.per_token, None
     return row, per_tok

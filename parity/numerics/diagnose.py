@@ -181,7 +181,8 @@ def diagnose(comparisons: list, runs: dict, fw_results: dict, *, reference: str,
                 "layers": layer_table(comp), "side": _which_side(comp, dist, oracle_fw),
                 "weights": _weights(fw_results, comp),
                 "weight_diff": _weight_diff(exports or {}, comp),
-                "padded_max_abs_diff": max(padded) if padded else None}
+                "padded_max_abs_diff": max(padded) if padded else None,
+                "loading": loading_differences(fw_results, comp["reference"], comp["candidate"])}
         if any(w["explains_divergence"] for w in pair["weights"].values()):
             # The oracle reruns the reference's own weights: it judges arithmetic, not weights.
             pair["side"].update(drifted=None, verdict="the weights differ, not the arithmetic: newly initialised "
@@ -203,8 +204,25 @@ def narrative(pair: dict, diag: dict) -> list[str]:
     """The pair's diagnosis in sentences: where the frameworks part, which side drifted, weights,
     inputs, masks and the noise floor."""
     ref, cand = pair["reference"], pair["candidate"]
-    return [*_where(pair), *_which_side_lines(pair, diag), *_weights_lines(pair),
+    return [*_where(pair), *_loading_lines(pair), *_which_side_lines(pair, diag), *_weights_lines(pair),
             *_inputs_lines(diag["inputs"], ref, cand), *_masks_lines(pair), _noise_line(diag, ref, cand)]
+
+
+def loading_differences(fw_results: dict, ref: str, cand: str) -> list[dict]:
+    """The loader settings (dtype, attention implementation: ``frameworks.<key>.settings``) the two sides differ in."""
+    a = (fw_results.get(ref) or {}).get("settings") or {}
+    b = (fw_results.get(cand) or {}).get("settings") or {}
+    return [{"setting": k, ref: a[k], cand: b[k]} for k in ("dtype", "attn_implementation")
+            if a.get(k) and b.get(k) and a[k] != b[k]]
+
+
+def _loading_lines(pair: dict) -> list[str]:
+    ref, cand = pair["reference"], pair["candidate"]
+    what = {"dtype": "dtype", "attn_implementation": "attention implementation"}
+    return [f"Cause: the sides load with another {what[d['setting']]}: {ref} {d[ref]}, {cand} {d[cand]}"
+            + (" (rounding of every weight and activation: drift from the embeddings on)" if d["setting"] == "dtype"
+               else " (another kernel: differences within float32 rounding)") + "."
+            for d in pair.get("loading") or []]
 
 
 def _where(pair: dict) -> list[str]:

@@ -166,8 +166,9 @@ def _row(r: int, arrays: tuple, infos: tuple, tol: tuple, beams: bool) -> dict:
 
 
 def compare(ref: str, cand: str, ref_run, cand_run, *, tolerance: tuple, forward: dict | None = None,
-            num_beams: int = 1) -> dict:
-    """results.json's ``generation[]`` entry for one pair (runs are executor.FrameworkRun)."""
+            num_beams: int = 1, precision: str | None = None) -> dict:
+    """results.json's ``generation[]`` entry for one pair (runs are executor.FrameworkRun). With ``precision``
+    (a bf16 / fp16 side) the pair passes by vLLM's rule instead (``_logprobs_close``)."""
     entry = {"reference": ref, "candidate": cand, "passed": False, "first_divergence_step": None, "rows": []}
     infos = (ref_run.generation or {}, cand_run.generation or {})
     failed = [(fw, i["error"]) for fw, i in zip((ref, cand), infos) if i.get("error")]
@@ -189,8 +190,31 @@ def compare(ref: str, cand: str, ref_run, cand_run, *, tolerance: tuple, forward
                  scores={fw: i.get("scores") for fw, i in zip((ref, cand), infos)},
                  config_diff=_config_diff(ref, cand, *infos),
                  not_applied={fw: not_applied(i) for fw, i in zip((ref, cand), infos) if not_applied(i)})
+    if precision is not None:
+        _logprobs_close(entry, arrays, infos[0]["prompt_length"], precision)
     entry["summary"] = summary(entry)
     return entry
+
+
+def _logprobs_close(entry: dict, arrays: tuple, prompt: int, dtype: str) -> None:
+    """vLLM's check_logprobs_close (parity.numerics.precision): a row may part, but at its first differing token
+    each side's token must be among the other's top-N scores there; nothing after that step is compared."""
+    from parity.numerics.precision import TOP_N, logprobs_close
+
+    ra, ca = arrays
+    kind = "processed" if "processed" in ra and "processed" in ca else "raw"
+    ok = True
+    for row in entry["rows"]:
+        step = row["first_divergence_step"]
+        if step is None:
+            continue
+        r = row["row"]
+        row["logprobs_close"] = logprobs_close(ra[kind][step, r], ca[kind][step, r],
+                                               ra["sequences"][r, prompt + step], ca["sequences"][r, prompt + step])
+        ok = ok and row["logprobs_close"]
+    entry["gate"] = {"kind": "logprobs_close", "dtype": dtype, "top_n": TOP_N, "scores": kind,
+                     "elementwise_passed": entry["passed"]}
+    entry["passed"] = ok
 
 
 def summary(entry: dict) -> str:
@@ -200,6 +224,12 @@ def summary(entry: dict) -> str:
     rows = entry["rows"]
     parted = [r for r in rows if r["first_divergence_step"] is not None]
     bad_scores = sorted({k for r in rows for k, s in r["scores"].items() if not s["passed"]})
+    gate = entry.get("gate")
+    if gate:
+        far = sum(1 for r in parted if not r.get("logprobs_close"))
+        return (f"judged in {gate['dtype']} by vLLM's rule (at the first differing token each side's token in the "
+                f"other's top-{gate['top_n']}): {len(parted)} of {len(rows)} rows part, {far} beyond the top-"
+                f"{gate['top_n']}")
     if not parted:
         tail = f"; {', '.join(bad_scores)} scores outside tolerance" if bad_scores else ""
         return f"all {len(rows)} rows generate the same {entry.get('steps')} tokens{tail}"

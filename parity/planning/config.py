@@ -37,19 +37,37 @@ def split_list(value) -> list[str]:
 
 
 def framework_key(value, envs: dict, option: str = "--frameworks") -> str:
-    """"torch@v5" -> "pt@v5": a framework (alias accepted), optionally @ an environment declared in ``envs``."""
-    fw, _, env = str(value).strip().partition("@")
+    """"torch@v5:bf16" -> "pt@v5:bf16": a framework (alias accepted), optionally @ an environment declared in
+    ``envs``, optionally :OPTION loading variants (parity.contracts.variants) the framework can load."""
+    from parity.contracts import variants
+
+    fw, env, opts = variants.parse(str(value).strip())
     fw = FRAMEWORK_ALIASES.get(fw.lower(), fw.lower())
     if fw not in FRAMEWORKS:
         raise UsageError(f"unknown framework {fw!r}",
-                         f"{option} takes {', '.join(FRAMEWORKS)}, each optionally FW@ENV for an --env environment")
+                         f"{option} takes {', '.join(FRAMEWORKS)}, each optionally FW@ENV for an --env environment "
+                         f"and :OPTION ({', '.join(variants.OPTIONS)})")
+    opts = tuple(dict.fromkeys(o.strip().lower() for o in opts))
+    for o in opts:
+        if o not in variants.OPTIONS:
+            raise UsageError(f"unknown loading option {o!r} in {option} {value}",
+                             f"write FW[@ENV][:OPTION...] with OPTION one of {', '.join(variants.OPTIONS)}")
+        if o not in registry.get(fw).load_options:
+            raise UsageError(f"{registry.get(fw).label} cannot load {fw}:{o} ({option} {value})",
+                             f"{fw} takes {', '.join(registry.get(fw).load_options)}; compare {o} in a framework "
+                             "that loads it (pt:bf16)")
+    why = variants.conflict(opts)
+    if why:
+        raise UsageError(f"{option} {value} asks for two things at once: {why}", "keep one dtype and one attention "
+                         "option per key, e.g. pt@v5:bf16:eager")
+    suffix = "".join(f":{o}" for o in opts)
     if not env:
-        return fw
+        return fw + suffix
     if env not in envs:
         declared = f" (declared: {', '.join(envs)})" if envs else ""
         raise UsageError(f"{option} names {fw}@{env}, but no environment {env!r} is declared{declared}",
                          f"declare it: --env {env}=PATH/TO/bin/python (or env = {{{env} = \"...\"}} in parity.toml)")
-    return f"{fw}@{env}"
+    return f"{fw}@{env}{suffix}"
 
 
 def _tolerance(name: str, value) -> float:
@@ -117,6 +135,8 @@ class CheckConfig:
     top1_min: float | None = None
     # What parity chose where an option was left out, and why (results.json config.chosen; the console says it).
     chosen: dict = field(default_factory=dict)
+    # Tokenizer parity where sides could tokenize differently (parity.planning.tokenizers): compare, report or off
+    tokenizers: str = "compare"
 
     def validated(self, min_frameworks: int = 2) -> "CheckConfig":
         """Normalise and check every field; raise UsageError on the first bad one.
@@ -150,6 +170,9 @@ class CheckConfig:
         self.trust_remote_code = bool(self.trust_remote_code)
         self._validate_texts()
         self._validate_behaviour()
+        from parity.planning.tokenizers import mode
+
+        self.tokenizers = mode(self.tokenizers)
         return self
 
     def _validate_frameworks(self, min_frameworks: int) -> None:
@@ -229,7 +252,7 @@ class CheckConfig:
 CHECK_KEYS = {"name", "checkpoint", "task", "frameworks", "reference", "source", "texts", "texts_file",
               "batch_size", "max_length", "seed", "device", "atol", "rtol", "outputs", "tolerances",
               "baseline", "against", "inline", "env", "generate", "pipeline", "max_new_tokens", "num_beams", "gate",
-              "top1_min"}
+              "top1_min", "tokenizers"}
 
 
 def load_project(root) -> tuple[Path | None, list[dict]]:

@@ -59,8 +59,8 @@ class Environment:
 
 
 def split(key: str) -> tuple[str, str]:
-    """"pt@v5" -> ("pt", "v5"); "pt" -> ("pt", "")."""
-    fw, _, env = key.partition("@")
+    """"pt@v5" -> ("pt", "v5"); "pt" -> ("pt", ""); loading options left out ("pt@v5:bf16" -> ("pt", "v5"))."""
+    fw, _, env = key.partition(":")[0].partition("@")
     return fw, env
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from parity.contracts import registry
+from parity.contracts import registry, variants
 from parity.contracts.errors import UsageError
 from parity.contracts.protocol import LoadSpec
 from parity.contracts.results import FrameworkEntry
@@ -70,6 +70,10 @@ def plan_check(cfg: CheckConfig, *, batch: inputs.Batch | None = None, paths: di
                                   roots={fw: environments.of(fw, envs).transformers for fw in cfg.frameworks},
                                   unavailable=set(missing))
     behaviour = requests(cfg, task, ckpt.config)  # --generate / --pipeline: bad input ends here
+    from parity.contracts.batch import has_tokenizer
+    from parity.planning.tokenizers import request as tokenizer_request
+
+    behaviour.update(tokenizer_request(cfg, batch is None and has_tokenizer(ckpt.path)))
     paths = paths or {}
     supported = [fw for fw in cfg.frameworks if classes[fw] and fw not in missing]
     weights, folders = _weights(ckpt, cfg, supported, paths)
@@ -118,7 +122,8 @@ def _plan_framework(plan: CheckPlan, fw: str, class_name: str | None, missing: s
         path=str(folder.resolve()), task=plan.task, class_name=class_name, weights=weights.weights,
         converted_from=weights.converted_from, via=weights.via, device=cfg.device,
         output_hidden_states="hidden_states" in cfg.outputs, output_attentions="attentions" in cfg.outputs,
-        trust_remote_code=cfg.trust_remote_code, weights_dtype=weights_dtype(folder, weights.weights))
+        trust_remote_code=cfg.trust_remote_code, weights_dtype=weights_dtype(folder, weights.weights),
+        options=list(variants.options(fw)))
     if cfg.cache:
         _use_caches(fw, spec, plan.fingerprint["files"], env.versions)
 
@@ -156,7 +161,7 @@ def _use_caches(fw: str, spec: LoadSpec, files: dict, env_versions: dict) -> Non
         hit = cache.lookup(registry.base(fw), entry)
         if hit is not None:
             spec.cache_hit = str(hit)
-        else:
+        elif variants.dtype(spec.options) in (None, "float32"):  # the cache keeps float32 conversions only
             spec.cache_store = str(base / entry)
     if registry.get(fw).compile_cache:
         compile_dir = cache.compile_dir()

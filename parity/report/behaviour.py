@@ -13,7 +13,7 @@ def agreement(row: dict) -> str | None:
     top1 = "-" if row.get("top1_agreement") is None else f"{100 * row['top1_agreement']:.1f}%"
     text = f"top-1 {top1}, mean KL {num(row.get('mean_kl'), SHORT)}"
     gate = row.get("gate")
-    if gate:
+    if gate and gate.get("kind") == "top1":
         text += (f" (gate top1 >= {gate['min']:g}: {'PASS' if row['passed'] else 'FAIL'}; element-wise "
                  f"{'PASS' if gate['elementwise_passed'] else 'FAIL'})")
     return text
@@ -23,7 +23,7 @@ def agreement_shown(row: dict, verbose: bool = False) -> str | None:
     """The agreement text where it says something beyond the table: a top-1 differs or the gate decided (every
     logits row with ``verbose``); results.json always has the numbers."""
     text = agreement(row)
-    return text if text and (verbose or row.get("gate") or row.get("top1_agreement") != 1.0) else None
+    return text if text and (verbose or (row.get("gate") or {}).get("kind") == "top1" or row.get("top1_agreement") != 1.0) else None
 
 
 def _verdict(entry: dict) -> str:

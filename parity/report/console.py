@@ -50,6 +50,10 @@ def render(results: dict, *, verbose: bool = False) -> str:
         lines += ["", "  environments:"] + [f"    {line}" for line in envs]
     if stand_in(results):
         lines += ["", stand_in(results)]
+    from parity.report.loading import sections
+
+    for title, section in sections(results, verbose):
+        lines += ["", f"  {title}:"] + [f"    {line}" for line in section]
     for comp in results["comparisons"]:
         lines += _pair(comp, verbose)
     for section in (generation_lines(results, verbose=verbose), pipeline_lines(results, verbose=verbose)):

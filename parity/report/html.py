@@ -239,6 +239,16 @@ def pair_section(comp: dict, inputs: dict, index: int = 0) -> str:
     return "".join(parts)
 
 
+def loading_sections(results: dict) -> list[str]:
+    """Each side's loading settings and the reduced-precision verdicts (parity.report.loading), as text; the
+    tokenizer pairs have their own section."""
+    from parity.report.loading import sections
+
+    return [f'<h2>{e(title.capitalize())}</h2><ul class="tight wrap">'
+            + "".join(f"<li>{e(line.strip())}</li>" for line in lines) + "</ul>"
+            for title, lines in sections(results, verbose=True) if title != "tokenizers"]
+
+
 def tokenizers_section(results: dict) -> str:
     """``tokenizers`` (when a results file has the list), rendered generically: per pair its verdict and the
     rest of its entry as tables."""
@@ -370,6 +380,7 @@ def render(results: dict) -> str:
     ]
     parts += [pair_section(c, inputs, i) for i, c in enumerate(results.get("comparisons", []))]
     parts += [generation_section(results), pipeline_section(results), tokenizers_section(results)]
+    parts += loading_sections(results)
     parts.append(load_section(results))
     diags = diagnoses(results)
     if diags:

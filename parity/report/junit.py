@@ -67,6 +67,23 @@ def _behaviour(root, results: dict) -> None:
         _count(suite)
 
 
+def _tokenizers(root, results: dict) -> None:
+    """Tokenizer pairs: one suite, one testcase per pair; the differing texts are the failure."""
+    from parity.report.loading import tokenizer_lines
+
+    if not results.get("tokenizers"):
+        return
+    suite = _suite(root, "tokenizers", results, 0.0)
+    for entry in results["tokenizers"]:
+        name = f"{entry['reference']} vs {entry['candidate']}"
+        case = ET.SubElement(suite, "testcase", {"name": _t(name), "classname": "parity.tokenizers", "time": "0.000"})
+        if not entry["passed"]:
+            lines = tokenizer_lines({"tokenizers": [entry]}, verbose=True)
+            kind = "error" if entry.get("error") else "failure"
+            fail = ET.SubElement(case, kind, {"message": _t(lines[0]), "type": "ParityTokenizer"})
+            fail.text = _t("\n".join(lines))
+    _count(suite)
+
 
 def _frameworks_suite(root, results: dict, props: dict) -> None:
     """One testcase per framework (load and run: error, skipped or its class and device), and an error when no
@@ -96,6 +113,17 @@ def _frameworks_suite(root, results: dict, props: dict) -> None:
     _count(fw_suite)
 
 
+def _settings(results: dict) -> dict:
+    """Each side's loading settings (dtype, attention), as properties."""
+    from parity.report.loading import settings_lines
+
+    out = {}
+    for line in settings_lines(results):
+        name, _, value = line.partition(": ")
+        out[f"settings.{name}"] = value
+    return out
+
+
 def render(results: dict) -> str:
     ck = results["checkpoint"]
     root = ET.Element("testsuites", {"name": _t(f"parity {ck.get('path')}")})
@@ -106,6 +134,7 @@ def render(results: dict) -> str:
         props["reference_used"] = stand_in(results)
     for i, line in enumerate(environments(results)):
         props[f"environment.{i}"] = line
+    props.update(_settings(results))
     fws = results.get("frameworks", {})
 
     _frameworks_suite(root, results, props)
@@ -131,6 +160,7 @@ def render(results: dict) -> str:
         _count(suite)
 
     _behaviour(root, results)
+    _tokenizers(root, results)
     for attr in ("tests", "failures", "errors", "skipped"):
         root.set(attr, str(sum(int(s.get(attr)) for s in root.findall("testsuite"))))
     root.set("time", f"{(results.get('seconds') or {}).get('total', 0.0):.3f}")

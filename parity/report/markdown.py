@@ -116,6 +116,16 @@ def _generation(results: dict) -> list:
     return [f"**{cell(head)}** (first diverging row of each pair)", "", *table, ""]
 
 
+def _loading(results: dict) -> list[str]:
+    """Loading settings, reduced-precision verdicts and tokenizer pairs (parity.report.loading)."""
+    from parity.report.loading import sections
+
+    lines = []
+    for title, section in sections(results):
+        lines += [f"**{cell(title)}**", "", *[f"- {cell(line.strip())}" for line in section], ""]
+    return lines
+
+
 def render(results: dict, *, limit: int = LIMIT) -> str:
     ck = results["checkpoint"]
     comps = results.get("comparisons", [])
@@ -136,6 +146,7 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
     section = pipeline_lines(results)
     if section:
         lines += [f"**{cell(section[0])}**", "", *[f"- {cell(line.strip())}" for line in section[1:]], ""]
+    lines += _loading(results)
     for title, diag in diagnoses(results):
         narrative = diag.get("narrative") or [str(diag)]
         lines += [f"**Diagnosis ({cell(title)})**: {cell(narrative[0])}", ""]

@@ -62,7 +62,7 @@ FAULT_ENV = "PARITY_TEST_FAULT"
 def fault(framework: str, phase: str) -> None:
     """Apply the test hook (see the module docstring) when it names this framework and phase."""
     for item in os.environ.get(FAULT_ENV, "").split(","):
-        fw, _, kind = item.strip().partition(":")
+        fw, _, kind = item.strip().rpartition(":")  # the key may carry loading options: pt:bf16:kill
         kind, _, when = kind.partition("@")
         if fw != framework or (when or "run") != phase:
             continue
@@ -145,6 +145,10 @@ def serve(request: WorkerRequest, *, arrays: Mapping | None = None, stage: Stage
     try:
         runner = runner_class(fw)(request.spec)
         stage(fw, "loading")
+        if request.tokenize:  # before any forward pass, and before the model: its own tokenizer
+            from parity.worker.tokenize import run as tokenize
+
+            report.tokenizer = tokenize(runner, request.tokenize, error_line)
         loaded = _load(runner, request, report)
         stage(fw, "loaded")
         _keep(runner, request)

@@ -32,6 +32,7 @@ def _descriptor(key: str, backend: str, label: str, module: str, uses: tuple, id
         converts_from=("pt",), own_env=(("KERAS_BACKEND", backend),), uses=uses,
         catalog="keras_catalog", no_outputs=(("attentions", NO_ATTENTIONS), ("cache", NO_CACHE)),
         default=False, idle_bytes=idle_mb << 20,
+        load_options=("auto", "fp32", "bf16", "fp16"),  # from_preset(dtype=); Keras picks its own attention
     )
 
 

@@ -15,4 +15,5 @@ DESCRIPTOR = Framework(
     warm_imports=("transformers", "transformers.modeling_utils"),
     idle_bytes=400 << 20,  # measured ~0.3 GB after imports, tiny model loaded (2-core CPU machine, pinned stack)
     float64_oracle=True,
+    load_options=("auto", "fp32", "bf16", "fp16", "eager", "sdpa"),  # from_pretrained(dtype=, attn_implementation=)
 )

@@ -94,9 +94,27 @@ class Runner:
             self.report.notes.append(f"conversion cache not written ({type(e).__name__}: {e})")
 
     def _check_weights(self, report: LoadReport) -> None:
-        """Every framework computes in float32: weights loaded in another floating dtype are cast (a note
-        says what the checkpoint stored); weights holding NaN or Inf are named in a note. One pass over
-        the weights, one tensor at a time."""
+        """Every framework computes in float32 unless the key's loading variant says otherwise (pt:bf16,
+        pt@v5:auto): weights loaded in another floating dtype are cast (a note says what the checkpoint stored),
+        or under a variant kept (a note says which dtype it runs); weights holding NaN or Inf are named in a
+        note. One pass over the weights, one tensor at a time."""
+        from parity.contracts import variants
+
+        if variants.dtype(self.spec.options) in (None, "float32"):
+            self._keep_float32(report)
+        else:
+            kept = ", ".join(sorted(self._float_dtypes()))
+            stored = f"checkpoint weights are {self.spec.weights_dtype}; " if self.spec.weights_dtype else ""
+            _note_once(report.notes, "loaded as ", f"{stored}loaded as {kept} (loading variant "
+                       f":{':'.join(self.spec.options)}; outputs compared in float32)")
+        report.settings = report.settings or {"dtype": ", ".join(sorted(self._float_dtypes())) or None}
+        bad = list(self._nonfinite_weights())
+        if bad:
+            named = ", ".join(f"{name} ({n} of {size})" for name, n, size in bad[:NONFINITE_NAMED])
+            more = f" and {len(bad) - NONFINITE_NAMED} more" if len(bad) > NONFINITE_NAMED else ""
+            _note_once(report.notes, "weights hold NaN or Inf: ", f"weights hold NaN or Inf: {named}{more}")
+
+    def _keep_float32(self, report: LoadReport) -> None:
         found = self._float_dtypes() - {"float32"}
         if found:
             self._to_float32()
@@ -110,11 +128,6 @@ class Runner:
                     "(parity compares float32 in every framework)")
             kept = f"; {self.descriptor.label} kept {', '.join(sorted(found))}, cast to float32 by parity"
             _note_once(report.notes, note, note + kept if found else note)
-        bad = list(self._nonfinite_weights())
-        if bad:
-            named = ", ".join(f"{name} ({n} of {size})" for name, n, size in bad[:NONFINITE_NAMED])
-            more = f" and {len(bad) - NONFINITE_NAMED} more" if len(bad) > NONFINITE_NAMED else ""
-            _note_once(report.notes, "weights hold NaN or Inf: ", f"weights hold NaN or Inf: {named}{more}")
 
     def _nonfinite_weights(self):
         """(name, NaN/Inf count, size) of each floating weight that is not all finite."""

@@ -125,7 +125,7 @@ class KerasRunner(Runner):
         # parity feeds token ids: a task's preprocessor (its tokenizer) is not loaded
         extra = {} if issubclass(cls, keras_hub.models.Backbone) else {"preprocessor": None}
         with _recording(self.ported) as read:
-            model = cls.from_preset(self.spec.path, dtype="float32", **extra)
+            model = cls.from_preset(self.spec.path, **_dtype(self.spec.options), **extra)
         self.model = model
         backbone = getattr(model, "backbone", None)
         self.task_model, self.backbone = (model, backbone) if backbone is not None else (None, model)
@@ -323,3 +323,11 @@ class KerasTFRunner(KerasRunner):
 
 class KerasTorchRunner(KerasRunner):
     descriptor = KERAS_TORCH
+
+
+def _dtype(options) -> dict:
+    """from_preset's dtype for the key's loading variant: float32 unless asked (``auto``: none passed)."""
+    from parity.contracts import variants
+
+    dtype = variants.dtype(options)
+    return {} if dtype == "auto" else {"dtype": dtype or "float32"}

@@ -11,7 +11,30 @@ from parity.worker.runners.workarounds.pt_conversion import convert_to_pt
 
 
 def _to_numpy(t):
-    return t.detach().cpu().numpy()
+    import torch
+
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()  # numpy has no bfloat16
+
+
+def _init(torch, version: str, spec) -> dict:
+    """from_pretrained's dtype and attention arguments for the spec's loading variant (parity.contracts.variants).
+
+    No variant: float32 (transformers 5 loads the checkpoint's own dtype, "auto"; parity compares float32
+    everywhere) and eager attention whenever attentions are compared (SDPA returns no maps). ``auto``: neither
+    argument, as ``from_pretrained(path)`` would load. The keyword is `dtype` from 4.56 on, `torch_dtype` before."""
+    from parity.contracts import variants
+
+    dtype, attn = variants.dtype(spec.options), variants.attention(spec.options)
+    init = {}
+    if attn is None and spec.output_attentions:
+        init["attn_implementation"] = "eager"
+    elif attn not in (None, "auto"):
+        init["attn_implementation"] = attn
+    if dtype != "auto":
+        major, minor = (int(x) for x in version.split(".")[:2])
+        init["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = getattr(torch, dtype or "float32")
+    return init
 
 
 class TorchRunner(Runner):
@@ -29,11 +52,7 @@ class TorchRunner(Runner):
         self.device = torch.device("cuda" if self.spec.device != "cpu" and torch.cuda.is_available() else "cpu")
 
         cls = getattr(transformers, self.spec.class_name)
-        init = {"attn_implementation": "eager"} if self.spec.output_attentions else {}  # SDPA returns no maps
-        # transformers 5 loads in the checkpoint's own dtype ("auto"); parity compares float32 everywhere.
-        # The keyword is `dtype` from 4.56 on, `torch_dtype` before.
-        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-        init["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = torch.float32
+        init = _init(torch, transformers.__version__, self.spec)
         notes = []
         if self.spec.converted_from:  # from_tf / from_flax leave the model on meta: see pt_conversion
             model, info, note = convert_to_pt(cls, self.spec.path, self.spec.weights, self.spec.converted_from,
@@ -51,7 +70,7 @@ class TorchRunner(Runner):
         self.model = model.to(self.device).eval()
         report = self._report(str(self.device), info)
         report.notes = notes
-        report.settings = {"dtype": "float32",
+        report.settings = {"dtype": str(model.dtype).replace("torch.", ""),
                            "attn_implementation": getattr(model.config, "_attn_implementation", None)}
         self.flags = self._flags(model.forward, report.notes)
         return report
