@@ -95,11 +95,12 @@ def measure(cmd: list, **kw) -> dict:
     The pool server an xdist worker starts (parity.execution.pool_server) runs in a session of its own and
     outlives that worker by a moment: as a child subreaper this process inherits it and waits for
     it, so its CPU and its workers' count too."""
-    import ctypes
     import os
     import resource
 
-    ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    from parity.contracts.procs import make_subreaper
+
+    make_subreaper()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = sampler.measure(cmd, **kw)
     while True:  # orphans of the tree (a pool server ending with its run)

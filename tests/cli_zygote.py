@@ -15,7 +15,6 @@ the child is started and ``{"returncode"}`` (negative: killed by that signal) wh
 from __future__ import annotations
 
 import atexit
-import ctypes
 import importlib
 import json
 import os
@@ -102,6 +101,8 @@ def serve(path: str) -> None:
 
 if __name__ == "__main__":
     # End with the test process that started this one, however it ends.
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    from parity.contracts.procs import die_with_parent
+
+    die_with_parent(signal.SIGTERM)
     _prepare()
     serve(sys.argv[1])

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from parity.contracts.procs import alive as _alive
+
 from parity.contracts.atomic import write_atomic
 from parity.contracts.results import Results
 
@@ -54,12 +56,6 @@ def _wait_for(pred, timeout=300.0):
 def _workdir(tmp: Path) -> Path:
     return _wait_for(lambda: next((tmp / "tmpdir").glob("parity-*"), None))
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return False
 
 
 def _finish(proc: subprocess.Popen, tmp: Path, worker_pids=()):

@@ -8,8 +8,7 @@ import pytest
 from parity.contracts import registry
 from parity.contracts.errors import UsageError
 from parity.planning.config import framework_key
-from tests.conftest import build_cached
-from tests.test_environments import v5  # noqa: F401  (the transformers 5 interpreter fixture)
+from conftest import build_cached
 
 slow = pytest.mark.slow
 

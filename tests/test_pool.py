@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+from parity.contracts.procs import alive as _alive
+
 from parity.execution import pool
 from parity.api import run_check
 from parity.planning.config import CheckConfig
@@ -216,12 +218,6 @@ def test_a_timed_out_worker_is_reported_and_replaced(tiny, monkeypatch):
     assert after["passed"] and _served(after)["tf"]["fresh_because"] == "crashed or stopped"
     assert _served(after)["pt"]["pid"] == _served(warm)["pt"]["pid"]
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return not open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return False
 
 
 def test_pool_limits_must_be_positive():

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from parity.contracts.procs import alive as _alive
+
 from parity.execution import pool_client
 from parity.execution.pool_limits import SOCKET_ENV
 
@@ -25,12 +27,6 @@ pytestmark = pytest.mark.slow
 def _served(report_dir: Path) -> dict:
     return json.loads((report_dir / "results.json").read_text())["schedule"]["pool"]
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return False
 
 
 @pytest.fixture
