@@ -156,8 +156,11 @@ def _run(plan: CheckPlan, workdir: Path, progress, exports_dir: Path | None) -> 
     cfg, specs = plan.cfg, plan.specs
     # --explain: every framework runs the probes; one that can upcast (PyTorch; the reference's when it can,
     # as diagnose judges with it) runs the float64 oracle too.
+    # --gate oracle without --explain: the float64 run alone, in that one worker.
     oracle = next((fw for fw in [cfg.reference, *specs] if fw in specs and registry.get(fw).float64_oracle), None)
     explain = {fw: {"float64": fw == oracle} for fw in specs} if cfg.explain else None
+    if explain is None and cfg.gate == "oracle" and oracle:
+        explain = {oracle: {"float64": True, "probes": False}}
     run_info: dict = {}
     try:
         batch, runs = execute(specs, plan.make_batch, workdir=workdir, inline=cfg.inline, pythons=plan.pythons(),
@@ -270,7 +273,9 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
         names += [n for n in run.names if n not in ref_names and group(n) in cfg.outputs]
         comparisons.append(compare_pair(ref_name, fw, ref_outputs, run.outputs, model_order(names),
                                         tolerance=cfg.tolerance, attention_mask=batch.masks,
-                                        seq2seq=batch.seq2seq, top1_min=cfg.top1_min))
+                                        seq2seq=batch.seq2seq, top1_min=cfg.top1_min,
+                                        oracle=None if baseline is not None else _float64(runs, reference),
+                                        oracle_gate=cfg.gate == "oracle"))
     return comparisons
 
 
@@ -285,6 +290,12 @@ def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: 
     if ref is None or ref.status != "ok":
         return []
     return [(reference, ref.outputs, ref.names, f"{reference} vs {fw}", fw) for fw in ran if fw != reference]
+
+
+def _float64(runs: dict, reference: str | None):
+    """The float64 oracle's outputs (the reference's run when it made them), or None."""
+    made = [fw for fw in [reference, *runs] if fw in runs and runs[fw].outputs64 is not None]
+    return runs[made[0]].outputs64 if made else None
 
 
 

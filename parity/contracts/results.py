@@ -233,7 +233,14 @@ class OutputComparison(Record):
     mean_kl: float | None = key("logits outputs: mean KL(reference || candidate) of the softmax over the last axis, "
                                 "nats per counted position", ABSENT)
     gate: dict = key("under `gate = \"top1\"` (logits outputs): `kind`, `min` (the threshold), "
-                     "`elementwise_passed`; `passed` is then top1_agreement >= min", ABSENT)
+                     "`elementwise_passed`; `passed` is then top1_agreement >= min. Under `gate = \"oracle\"` "
+                     "(every compared output): `kind`, `elementwise_passed`; `passed` is then element-wise or "
+                     "`oracle.passed`", ABSENT)
+    oracle: dict | None = key("when a float64 run of the model was made (`--gate oracle`, `--explain`): "
+                              "`reference_rmse` and `candidate_rmse` (each side's root mean squared error to the "
+                              "float64 outputs over the counted positions), `multiplier`, `slack` (atol / 10) and "
+                              "`passed` (candidate_rmse <= multiplier * reference_rmse + slack: torch._dynamo "
+                              "same()'s rule with an fp64 reference)", ABSENT)
     candidate_shape: list = key("shape mismatch only: the candidate's shape", ABSENT)
     padded: dict = key("masked outputs: the excluded positions apart from the verdict: `positions`, "
                        "`max_abs_diff` (null when none finite), `nonfinite`", ABSENT)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from parity.report.behaviour import agreement_shown, generation_lines, pipeline_lines
+from parity.report.behaviour import agreement_shown, generation_lines, noise_hint, oracle_shown, pipeline_lines
 from parity.report.common import diagnoses, environments, labels_line, layer_series, pair_name, shape, source, stand_in, verdict, verdict_line
 from parity.numerics.format import num
 from parity.report.console import mismatch_message
@@ -212,6 +212,8 @@ def pair_section(comp: dict, inputs: dict) -> str:
         parts.append("</div>")
     parts.append(output_table(comp))
     agree = [f"<li><code>{e(r['name'])}</code>: {e(agreement_shown(r))}</li>" for r in rows if agreement_shown(r)]
+    agree += [f"<li><code>{e(r['name'])}</code>: {e(oracle_shown(r))}</li>" for r in rows if oracle_shown(r)]
+    agree += [f"<li>{e(noise_hint(comp))}</li>"] if noise_hint(comp) else []
     if agree:
         parts.append(f'<ul class="tight">{"".join(agree)}</ul>')
     parts.append("</section>")

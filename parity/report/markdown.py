@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from parity.contracts import registry
-from parity.report.behaviour import agreement_shown, generation_lines, pipeline_lines
+from parity.report.behaviour import agreement_shown, generation_lines, noise_hint, oracle_shown, pipeline_lines
 from parity.report.common import diagnoses, environments, labels_line, pair_name, source, stand_in, verdict_line
 from parity.numerics.format import num
 from parity.report.console import mismatch_message
@@ -77,6 +77,9 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
                      len(fw_rows))
     agree = [f"- {cell(pair_name(c))} `{cell(r['name'])}`: {cell(agreement_shown(r))}" for c in comps
              for r in c["outputs"] if agreement_shown(r)]
+    agree += [f"- {cell(pair_name(c))} `{cell(r['name'])}`: {cell(oracle_shown(r))}" for c in comps
+              for r in c["outputs"] if oracle_shown(r)]
+    agree += [f"- {cell(pair_name(c))}: {cell(noise_hint(c))}" for c in comps if noise_hint(c)]
     lines += agree + ([""] if agree else [])
     for section in (generation_lines(results), pipeline_lines(results)):
         if section:
