@@ -62,6 +62,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     released (to record them)."""
     t_start = time.perf_counter()
     plan = plan_check(cfg, batch=batch, paths=paths, baseline=baseline is not None)  # bad input ends here
+    _memory(plan)  # a framework that cannot fit even alone ends here, before any worker
     if not cfg.inline:
         from parity.execution.pool import current
 
@@ -82,6 +83,25 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
 
         save(Path(cfg.save_replay), cfg, outcome.batch, results)
     return results
+
+
+def _memory(plan: CheckPlan) -> None:
+    """Reference first (one at a time runs them in this order), each worker's outputs beside its weights
+    (plan.memory), and the refusal when one framework alone cannot fit (parity.execution.schedule)."""
+    from parity.execution.schedule import outputs_bytes, refuse_if_too_big
+
+    cfg = plan.cfg
+    if cfg.reference in plan.specs:
+        plan.specs = {cfg.reference: plan.specs[cfg.reference], **plan.specs}
+    from parity.planning.batch import DEFAULT_TEXTS
+
+    rows = cfg.batch_size or len(cfg.texts or DEFAULT_TEXTS)
+    f64 = (cfg.explain or cfg.gate == "oracle") and next(
+        (fw for fw in plan.specs if registry.get(fw).float64_oracle), None)
+    plan.memory = {fw: outputs_bytes(plan.ckpt.config, rows, cfg.max_length, cfg.outputs, float64=fw == f64)
+                   for fw in plan.specs}
+    if not cfg.inline:
+        refuse_if_too_big(plan.specs, plan.memory)
 
 
 def _results(plan: CheckPlan, outcome: _Outcome, t_start: float) -> Results:
@@ -165,7 +185,8 @@ def _run(plan: CheckPlan, workdir: Path, progress, exports_dir: Path | None) -> 
     try:
         batch, runs = execute(specs, plan.make_batch, workdir=workdir, inline=cfg.inline, pythons=plan.pythons(),
                               device=cfg.device, explain=explain, timeout=cfg.timeout, progress=progress,
-                              weights_dir=exports_dir, info=run_info, behaviour=plan.behaviour)
+                              weights_dir=exports_dir, info=run_info, behaviour=plan.behaviour,
+                              memory=plan.memory)
         interrupted = False
     except RunInterrupted as stop:
         batch, runs, interrupted = stop.batch, stop.runs, True

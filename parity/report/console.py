@@ -48,6 +48,9 @@ def render(results: dict, *, verbose: bool = False) -> str:
     envs = environments(results)
     if envs:
         lines += ["", "  environments:"] + [f"    {line}" for line in envs]
+    sched = results.get("schedule") or {}
+    if sched and not sched.get("parallel") and len(sched.get("estimate_bytes") or {}) > 1:
+        lines += ["", f"  schedule: {sched.get('reason')}"]
     if stand_in(results):
         lines += ["", stand_in(results)]
     for comp in results["comparisons"]:
