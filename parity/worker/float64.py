@@ -4,7 +4,8 @@
 already holds (a 1.1B-parameter Llama: 8.8 GB more). Instead each module that owns weights or buffers is
 cast to float64 just before its forward and back just after (a forward pre-hook and a hook): the
 activations flow in float64 from the embeddings on, and at most one module's weights are float64 at a
-time. float32 -> float64 -> float32 is exact, so the model is left as it was loaded. A model that reads a
+time. The float32 tensors are put back as they were (not cast back: no new copy of weights that may be
+memory-mapped from the checkpoint), so the model is left exactly as it was loaded. A model that reads a
 weight outside its owner's forward (the cast has not happened there) fails with a dtype error; the
 runner then falls back to casting the whole model (``whole``).
 """
@@ -19,14 +20,13 @@ def module_by_module(model):
     """Within the block, every module with its own floating tensors runs in float64 for its own forward."""
     import torch
 
-    handles, kept = [], {}  # kept: per module, its tensors that were float64 before (left so after)
+    handles, saved = [], {}  # per module: its own float32 tensors, put back as they were (no new copy)
 
     def up(module, args):
-        kept[id(module)] = {n for n, t in _own(module) if t.dtype == torch.float64}
-        _cast(module, torch.float64)
+        saved[id(module)] = _swap(module, lambda t: t.to(torch.float64))
 
     def down(module, args, out):
-        _cast(module, torch.float32, keep=kept.pop(id(module), set()))
+        _restore(module, saved.pop(id(module), {}))
 
     for module in model.modules():
         if any(t.is_floating_point() for _, t in _own(module)):
@@ -34,22 +34,37 @@ def module_by_module(model):
             handles.append(module.register_forward_hook(down))
     try:
         yield
-    except BaseException:
-        model.float()  # a forward that raised left some module cast: float32 again, exactly
-        raise
     finally:
         for h in handles:
             h.remove()
+        for module in model.modules():  # a forward that raised left some modules cast
+            _restore(module, saved.pop(id(module), {}))
 
 
-def _cast(module, dtype, keep=()) -> None:
-    """The module's own floating parameters (in place: a tied weight stays one tensor) and buffers to ``dtype``."""
+def _swap(module, cast) -> dict:
+    """The module's own floating float32 parameters (their data in place: a tied weight stays one tensor) and
+    buffers replaced by ``cast`` of them; returns the originals."""
+    import torch
+
+    originals = {}
     for name, p in module.named_parameters(recurse=False):
-        if p.is_floating_point() and name not in keep:
-            p.data = p.data.to(dtype)
+        if p.dtype == torch.float32:
+            originals[("p", name)] = p.data
+            p.data = cast(p.data)
     for name, b in list(module.named_buffers(recurse=False)):
-        if b.is_floating_point() and name not in keep:
-            module._buffers[name] = b.to(dtype)
+        if b.dtype == torch.float32:
+            originals[("b", name)] = b
+            module._buffers[name] = cast(b)
+    return originals
+
+
+def _restore(module, originals: dict) -> None:
+    params = dict(module.named_parameters(recurse=False))
+    for (kind, name), tensor in originals.items():
+        if kind == "p":
+            params[name].data = tensor
+        else:
+            module._buffers[name] = tensor
 
 
 def _own(module):
