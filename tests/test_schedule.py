@@ -16,8 +16,8 @@ def _spec(tmp_path, name, size, converted_from=None):
 def test_estimate_counts_the_framework_and_the_weights(tmp_path):
     native = _spec(tmp_path, "model.safetensors", 1000)
     converted = _spec(tmp_path, "model.safetensors", 1000, converted_from="pt")
-    assert schedule.estimate("pt", native) == registry.get("pt").idle_bytes + 1000 * schedule.NATIVE_FACTOR
-    assert schedule.estimate("tf", converted) == registry.get("tf").idle_bytes + 1000 * schedule.CONVERT_FACTOR
+    assert schedule.estimate("pt", native) == registry.get("pt").idle_bytes + 1000 * registry.get("pt").load_factor
+    assert schedule.estimate("tf", converted) == registry.get("tf").idle_bytes + 1000 * registry.get("tf").convert_factor
 
 
 def test_plan_goes_one_at_a_time_only_when_memory_is_short(tmp_path, monkeypatch):
@@ -57,7 +57,7 @@ def test_a_float16_file_counts_as_its_float32_weights(tmp_path):
 
 
 def test_weights_too_big_for_one_framework_alone_are_refused(tmp_path, monkeypatch):
-    """A 1.1B-parameter float32 checkpoint (4.4 GB) converted for Flax on a machine with 12 GiB available."""
+    """A 1.1B-parameter float32 checkpoint (4.4 GB) converted for TF on a machine with 12 GiB available."""
     from parity.contracts.errors import UsageError
 
     size = 4_400_000_000
@@ -65,11 +65,11 @@ def test_weights_too_big_for_one_framework_alone_are_refused(tmp_path, monkeypat
     with open(path, "wb") as f:
         f.truncate(size)  # sparse: the size is what the schedule reads
     specs = {"pt": SimpleNamespace(path=str(tmp_path), weights=path.name, converted_from=None, cache_hit=None),
-             "flax": SimpleNamespace(path=str(tmp_path), weights=path.name, converted_from="pt", cache_hit=None)}
+             "tf": SimpleNamespace(path=str(tmp_path), weights=path.name, converted_from="pt", cache_hit=None)}
     monkeypatch.setenv("PARITY_MEMORY_BYTES", str(12 << 30))
     with pytest.raises(UsageError) as err:
-        schedule.refuse_if_too_big(specs, {"pt": 0, "flax": 0})
-    assert str(err.value).startswith("flax alone needs an estimated 17.1 GiB and 12.0 GiB is available")
+        schedule.refuse_if_too_big(specs, {"pt": 0, "tf": 0})
+    assert str(err.value).startswith("tf alone needs an estimated 17.3 GiB and 12.0 GiB is available")
     assert "x 4 (converting)" in str(err.value) and "--frameworks" in err.value.note
     assert "--batch-size" in err.value.note
     # with 20 GiB each fits alone but not both at once: one at a time, in the order given (reference first)

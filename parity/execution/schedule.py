@@ -16,8 +16,8 @@ from pathlib import Path
 from parity.contracts import registry
 from parity.contracts.errors import UsageError
 
-NATIVE_FACTOR = 2    # weights file -> live tensors (+ page cache while reading)
-CONVERT_FACTOR = 4   # source tensors + converted tensors + model, briefly all at once
+# A worker's peak beyond its imports, in multiples of its float32 weights: each descriptor's load_factor and
+# convert_factor (measured, parity/contracts/frameworks/; 2 and 4 where not measured on a large model).
 HEADROOM = 0.8       # use at most this share of the memory the kernel reports available
 
 
@@ -43,12 +43,17 @@ def float32_bytes(spec) -> int:
     return size * 2 if dtypes and dtypes <= set(_HALF) else size
 
 
+def factor(fw: str, spec) -> float:
+    """The descriptor's multiple of the float32 weights: converting (no cached conversion) or loading."""
+    converting = bool(spec.converted_from) and not getattr(spec, "cache_hit", None)
+    desc = registry.get(fw)
+    return desc.convert_factor if converting else desc.load_factor
+
+
 def estimate(fw: str, spec, extra: int = 0) -> int:
     """A worker's peak: its framework after imports (the descriptor's idle_bytes), a multiple of its float32
-    weights, and ``extra`` (the outputs it holds, outputs_bytes)."""
-    converting = bool(spec.converted_from) and not getattr(spec, "cache_hit", None)
-    return (registry.get(fw).idle_bytes + float32_bytes(spec) * (CONVERT_FACTOR if converting else NATIVE_FACTOR)
-            + extra)
+    weights (factor), and ``extra`` (the outputs it holds, outputs_bytes)."""
+    return int(registry.get(fw).idle_bytes + float32_bytes(spec) * factor(fw, spec) + extra)
 
 
 def outputs_bytes(config: dict, batch: int, length: int, groups, float64: bool = False) -> int:
@@ -116,10 +121,9 @@ def refuse_if_too_big(specs: dict, extra: dict | None = None) -> None:
         return
     spec = specs[fw]
     converting = bool(spec.converted_from) and not getattr(spec, "cache_hit", None)
-    factor = CONVERT_FACTOR if converting else NATIVE_FACTOR
     raise UsageError(
         f"{fw} alone needs an estimated {_gb(est[fw])} and {_gb(avail)} is available: float32 weights "
-        f"{_gb(float32_bytes(spec))} x {factor} ({'converting' if converting else 'loading'}), "
+        f"{_gb(float32_bytes(spec))} x {factor(fw, spec):g} ({'converting' if converting else 'loading'}), "
         f"{_gb(registry.get(fw).idle_bytes)} for the framework, {_gb((extra or {}).get(fw, 0))} of outputs",
         f"leave {fw} out of --frameworks, pass a smaller --batch-size or --max-length (or fewer --outputs), "
         "or run on a machine with more memory (PARITY_MEMORY_BYTES sets what parity counts as available)")
