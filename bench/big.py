@@ -63,14 +63,14 @@ def build(name: str) -> Path:
 
 def check(name: str, args: list, warm: bool = False) -> dict:
     folder = BIG / name
-    work = BIG / "runs" / name
+    work = BIG / "runs" / (name + "".join(a.strip("-").replace(" ", "") for a in args if a.startswith("--e") or a in ("oracle",)))
     cache = BIG / "conversions"
     if not warm:
         shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     cmd = [sys.executable, "-m", "parity", "check", str(folder), "--report-dir", str(work / "report"),
-           "--format", "json", *args]
+           "--format", "console,json", *args]
     m = sampler.measure(cmd, env=env(cache), cwd=ROOT, log=work / "log.txt", interval=0.1)
     point = {"model": name, "args": args, "warm": warm, "wall": round(m["wall"], 1),
              "peak_gib": round(m["peak_rss"] / 2**30, 2), "exit": m["returncode"]}
