@@ -64,6 +64,7 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
     released (to record them)."""
     t_start = time.perf_counter()
     plan = plan_check(cfg, batch=batch, paths=paths, baseline=baseline is not None)  # bad input ends here
+    _memory(plan)  # a framework that cannot fit even alone ends here, before any worker
     if not cfg.inline:
         from parity.execution.pool import current
 
@@ -84,6 +85,25 @@ def run_check(cfg: CheckConfig, batch: inputs.Batch | None = None, *, progress=N
 
         save(Path(cfg.save_replay), cfg, outcome.batch, results)
     return results
+
+
+def _memory(plan: CheckPlan) -> None:
+    """Reference first (one at a time runs them in this order), each worker's outputs beside its weights
+    (plan.memory), and the refusal when one framework alone cannot fit (parity.execution.schedule)."""
+    from parity.execution.schedule import outputs_bytes, refuse_if_too_big
+
+    cfg = plan.cfg
+    if cfg.reference in plan.specs:
+        plan.specs = {cfg.reference: plan.specs[cfg.reference], **plan.specs}
+    from parity.planning.batch import DEFAULT_TEXTS
+
+    rows = cfg.batch_size or len(cfg.texts or DEFAULT_TEXTS)
+    f64 = (cfg.explain or cfg.gate == "oracle") and next(
+        (fw for fw in plan.specs if registry.get(fw).float64_oracle), None)
+    plan.memory = {fw: outputs_bytes(plan.ckpt.config, rows, cfg.max_length, cfg.outputs, float64=fw == f64)
+                   for fw in plan.specs}
+    if not cfg.inline:
+        refuse_if_too_big(plan.specs, plan.memory)
 
 
 def _results(plan: CheckPlan, outcome: _Outcome, t_start: float) -> Results:
@@ -194,13 +214,17 @@ def _run(plan: CheckPlan, workdir: Path, progress, exports_dir: Path | None) -> 
     cfg, specs = plan.cfg, plan.specs
     # --explain: every framework runs the probes; one that can upcast (PyTorch; the reference's when it can,
     # as diagnose judges with it) runs the float64 oracle too.
+    # --gate oracle without --explain: the float64 run alone, in that one worker.
     oracle = next((fw for fw in [cfg.reference, *specs] if fw in specs and registry.get(fw).float64_oracle), None)
     explain = {fw: {"float64": fw == oracle} for fw in specs} if cfg.explain else None
+    if explain is None and cfg.gate == "oracle" and oracle:
+        explain = {oracle: {"float64": True, "probes": False}}
     run_info: dict = {}
     try:
         batch, runs = execute(specs, plan.make_batch, workdir=workdir, inline=cfg.inline, pythons=plan.pythons(),
                               device=cfg.device, explain=explain, timeout=cfg.timeout, progress=progress,
-                              weights_dir=exports_dir, info=run_info, behaviour=plan.behaviour)
+                              weights_dir=exports_dir, info=run_info, behaviour=plan.behaviour,
+                              memory=plan.memory)
         interrupted = False
     except RunInterrupted as stop:
         batch, runs, interrupted = stop.batch, stop.runs, True
@@ -319,7 +343,9 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
         comparisons.append(compare_pair(ref_name, fw, ref_outputs, run.outputs, model_order(names),
                                         tolerance=precision.tolerance(cfg.tolerance, dtype, DEFAULTS),
                                         attention_mask=batch.masks, seq2seq=batch.seq2seq, top1_min=cfg.top1_min,
-                                        precision=dtype))
+                                        precision=dtype,
+                                        oracle=None if baseline is not None else _float64(runs, reference),
+                                        oracle_gate=cfg.gate == "oracle"))
     return comparisons
 
 
@@ -333,6 +359,12 @@ def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: 
     if ref is None or ref.status != "ok":
         return []
     return [(reference, ref.outputs, ref.names, f"{reference} vs {fw}", fw) for fw in ran if fw != reference]
+
+
+def _float64(runs: dict, reference: str | None):
+    """The float64 oracle's outputs (the reference's run when it made them), or None."""
+    made = [fw for fw in [reference, *runs] if fw in runs and runs[fw].outputs64 is not None]
+    return runs[made[0]].outputs64 if made else None
 
 
 

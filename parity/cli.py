@@ -88,8 +88,10 @@ def _add_behaviour(p) -> None:
     p.add_argument("--pipeline", action="store_true",
                    help="also compare transformers' pipeline for the task built from each loaded model: labels, "
                         "spans, answers, fill-mask top-k, generated text")
-    p.add_argument("--gate", default="elementwise", choices=["elementwise", "top1"],
-                   help="verdict of logits outputs: element-wise tolerance (default) or top-1 agreement")
+    p.add_argument("--gate", default="elementwise", choices=["elementwise", "top1", "oracle"],
+                   help="verdict: element-wise tolerance (default); top1: logits pass on top-1 agreement; oracle: "
+                        "an output passes when the candidate's RMSE to a float64 run of the model is within 2x "
+                        "the reference's (torch._dynamo same()'s rule; needs pt in --frameworks)")
     p.add_argument("--top1-min", help="with --gate top1: the least top-1 agreement rate that passes (default: 0.99)")
     p.add_argument("--tokenizers", default="compare",
                    help="where sides could tokenize differently (another --env, KerasHub): compare each side's own "

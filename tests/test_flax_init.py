@@ -87,3 +87,20 @@ def test_from_pt_with_missing_weights_falls_back_to_the_ordinary_load(tiny, ids_
     assert runner.params is None
     assert any("layer" in name and "2" in name and "intermediate" in name for name in report.missing), report.missing
     assert runner.run(ids_batch)["logits"].shape == (2, 3)
+
+
+def test_streamed_msgpack_is_save_pretrained_byte_for_byte(tiny, tmp_path):
+    """The conversion cache's Flax weights written leaf by leaf (parity.worker.runners.flax_save) are the bytes
+    transformers' save_pretrained writes, and the folder loads back to the same arrays."""
+    import transformers
+    from flax.serialization import to_bytes
+    from flax.traverse_util import flatten_dict
+
+    from parity.worker.runners.flax_save import save
+
+    model = transformers.FlaxBertForSequenceClassification.from_pretrained(str(tiny / "bert-flax"))
+    save(model, model.params, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "flax_model.msgpack").read_bytes() == to_bytes(model.params)
+    again = transformers.FlaxBertForSequenceClassification.from_pretrained(str(tmp_path / "out"))
+    for key, value in flatten_dict(model.params).items():
+        np.testing.assert_array_equal(np.asarray(flatten_dict(again.params)[key]), np.asarray(value))

@@ -31,14 +31,31 @@ def write_atomic(path, data: str | bytes, encoding: str = "utf-8") -> Path:
 
 
 def write_npz_atomic(path, arrays) -> Path:
-    """numpy arrays as one npz, written atomically (workers and readers poll for the final name)."""
-    import io
+    """numpy arrays as one npz, written atomically (workers and readers poll for the final name).
+
+    Array by array into the temporary file, as np.savez does (uncompressed, zip64), never the whole archive
+    in memory: a weight export is the model's size. ``arrays`` may be a mapping that makes each array when
+    asked (one in flight)."""
+    import zipfile
 
     import numpy as np
 
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return write_atomic(path, buf.getbuffer())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name in arrays:
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C included: no temp file left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 @contextmanager

@@ -35,6 +35,10 @@ class Framework:
     converts_from: tuple = ()    # frameworks transformers converts from directly (from_pt, from_tf, ...)
     warm_imports: tuple = ()     # modules every load imports after ``requires``: a pool's template imports them (forkserver.py)
     idle_bytes: int = 700 << 20  # resident memory of a worker after its imports (schedule.py)
+    # A worker's peak beyond idle_bytes, as multiples of the float32 weights (schedule.py): loading natively,
+    # and converting from another framework's weights (the conversion cache's save included).
+    load_factor: float = 2.0
+    convert_factor: float = 4.0
     float64_oracle: bool = False  # the runner can re-run in float64 (--explain's oracle)
     compile_cache: bool = False   # the runner keeps compiled ops in a persistent cache (conversion_cache.compile_dir)
     no_cache_why: str = ""        # why its plain forward pass returns no past_key_values, where it does not

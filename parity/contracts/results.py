@@ -239,7 +239,14 @@ class OutputComparison(Record):
                      "side (parity.numerics.precision): `kind` statistical, `dtype`, `stat` (mean), `max`, `mean`, "
                      "`median`, `quantile` (at `q`) of |candidate - reference|, `mean_ref`, `bound` (atol + rtol * "
                      "mean_ref), `top1_flips` (logits: flips beyond tolerance), `elementwise_passed`; `passed` is "
-                     "then mean <= bound (and no decided top-1 flip)", ABSENT)
+                     "then mean <= bound (and no decided top-1 flip). Under `gate = \"oracle\"` "
+                     "(every compared output): `kind`, `elementwise_passed`; `passed` is then element-wise or "
+                     "`oracle.passed`", ABSENT)
+    oracle: dict | None = key("when a float64 run of the model was made (`--gate oracle`, `--explain`): "
+                              "`reference_rmse` and `candidate_rmse` (each side's root mean squared error to the "
+                              "float64 outputs over the counted positions), `multiplier`, `slack` (atol / 10) and "
+                              "`passed` (candidate_rmse <= multiplier * reference_rmse + slack: torch._dynamo "
+                              "same()'s rule with an fp64 reference)", ABSENT)
     candidate_shape: list = key("shape mismatch only: the candidate's shape", ABSENT)
     padded: dict = key("masked outputs: the excluded positions apart from the verdict: `positions`, "
                        "`max_abs_diff` (null when none finite), `nonfinite`", ABSENT)

@@ -132,7 +132,8 @@ def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, work
             inline: bool = False, device: str = "auto", explain: dict | None = None,
             timeout: float | None = None, progress: Progress | None = None,
             weights_dir: Path | None = None, info: dict | None = None,
-            pythons: dict | None = None, behaviour: dict | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
+            pythons: dict | None = None, behaviour: dict | None = None,
+            memory: dict | None = None) -> tuple[Batch, dict[str, FrameworkRun]]:
     """Run every spec; ``timeout`` (seconds, workers only) bounds each worker from its start.
 
     With ``weights_dir``, each framework also exports its weights to ``weights_dir/<fw>.npz``
@@ -140,6 +141,7 @@ def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, work
     ``explain``: {framework: {"float64": bool}} for the frameworks that run the --explain probes;
     ``progress(framework, state)`` hears loading / running / done per framework. ``pythons``:
     {framework: interpreter} for those whose worker runs in another environment (parity.planning.environments).
+    ``memory``: {framework: bytes beside its weights} for the schedule (parity.execution.schedule).
     """
     explain = explain or {}
     progress = progress or _quiet
@@ -150,7 +152,7 @@ def execute(specs: dict[str, LoadSpec], make_batch: Callable[[], Batch], *, work
             requests[fw].python = python
     if inline:
         return _inline(requests, make_batch, progress)
-    return _in_workers(requests, make_batch, Path(workdir), device, timeout, progress, info)
+    return _in_workers(requests, make_batch, Path(workdir), device, timeout, progress, info, memory)
 
 
 def _request(fw: str, spec: LoadSpec, explain: dict | None, weights_dir: Path | None) -> WorkerRequest:
@@ -211,9 +213,10 @@ def save_converted(fw: str, spec: LoadSpec, save_to: Path, *, workdir: Path, inl
 
 
 def _in_workers(requests: dict[str, WorkerRequest], make_batch, workdir: Path, device: str,
-                timeout: float | None = None, progress: Progress = _quiet, info: dict | None = None):
+                timeout: float | None = None, progress: Progress = _quiet, info: dict | None = None,
+                memory: dict | None = None):
     """Every request in its own worker process, as many at once as the schedule allows."""
-    workers = _Workers(requests, workdir, device, timeout, progress)
+    workers = _Workers(requests, workdir, device, timeout, progress, memory=memory)
     batch = None
     try:
         _bridge(requests, workers.pool, workdir, device, timeout=timeout)
@@ -276,7 +279,7 @@ class _Workers:
     """The worker processes of one run: started as the schedule allows, watched, stopped, read."""
 
     def __init__(self, requests: dict[str, WorkerRequest], workdir: Path, device: str, timeout: float | None,
-                 progress: Progress, tag: str = ""):
+                 progress: Progress, tag: str = "", memory: dict | None = None):
         """``tag`` names a run without a batch (".convert": a conversion saved, parity convert and the bridge),
         whose files ``<fw><tag>.*`` sit beside a check's own in the same ``workdir``."""
         from parity.execution.schedule import plan
@@ -284,7 +287,7 @@ class _Workers:
         self.requests, self.workdir, self.device, self.timeout, self.progress, self.tag = \
             requests, workdir, device, timeout, progress, tag
         self.batch_path = workdir / "batch.npz"
-        self.sched = plan({fw: r.spec for fw, r in requests.items()})
+        self.sched = plan({fw: r.spec for fw, r in requests.items()}, memory)
         self.pending = list(requests)
         self.procs: dict[str, subprocess.Popen] = {}
         self.started, self.ended, self.state = {}, {}, {}

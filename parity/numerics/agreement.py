@@ -15,7 +15,7 @@ import numpy as np
 from parity.contracts import outputs as outnames
 from parity.contracts.errors import UsageError
 
-GATES = ("elementwise", "top1")
+GATES = ("elementwise", "top1", "oracle")  # oracle: parity.numerics.oracle
 DEFAULT_TOP1_MIN = 0.99
 # Logits whose last axis is a token axis, not classes: agreement over it would mix padded positions in.
 _NOT_CLASSES = {"start_logits", "end_logits"}
@@ -24,10 +24,10 @@ _NOT_CLASSES = {"start_logits", "end_logits"}
 def gate_threshold(gate: str, top1_min) -> float | None:
     """The top-1 threshold of a gate (None for the element-wise one); UsageError for bad values."""
     if gate not in GATES:
-        raise UsageError(f"unknown gate {gate!r}", "--gate takes elementwise or top1")
-    if gate == "elementwise":
+        raise UsageError(f"unknown gate {gate!r}", "--gate takes elementwise, top1 or oracle")
+    if gate in ("elementwise", "oracle"):
         if top1_min is not None:
-            raise UsageError("--top1-min applies only with --gate top1", "pass --gate top1 --top1-min 0.99, or "
+            raise UsageError(f"--top1-min applies only with --gate top1, not {gate}", "pass --gate top1 --top1-min 0.99, or "
                              "leave out --top1-min")
         return None
     if top1_min is None:

@@ -14,6 +14,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from parity.numerics import agreement
+from parity.numerics import oracle as noise
 from parity.contracts import outputs as outnames
 from parity.contracts.results import OutputComparison, PairComparison
 from parity.contracts import registry
@@ -344,7 +345,8 @@ def _agreement(row: OutputComparison, a, b, mask, top1_min: float | None) -> Non
 def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping,
                  names: Iterable[str], *, tolerance, attention_mask=None,
                  exclude_padding: bool = True, seq2seq: bool = False, top1_min: float | None = None,
-                 precision: str | None = None) -> PairComparison:
+                 precision: str | None = None, oracle: Mapping | None = None,
+                 oracle_gate: bool = False) -> PairComparison:
     """Compare every named output of one pair, streaming one tensor at a time.
 
     ``tolerance(name) -> (atol, rtol)``. Outputs present on one side only are
@@ -353,8 +355,11 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     returns ``past_key_values`` only when given an initialised cache): those
     are listed in ``not_compared`` with the reason. Logits outputs also get
     top-1 agreement and mean KL (parity.numerics.agreement); with ``top1_min`` (the
-    top-1 gate) they pass on that rate instead of the element-wise rule. ``precision`` (bfloat16 / float16: a
-    side asked for reduced precision) judges every output by the statistical gate (parity.numerics.precision).
+    top-1 gate) they pass on that rate instead of the element-wise rule. ``precision`` (bfloat16 / float16:
+    a side asked for reduced precision) judges every output by the statistical gate (parity.numerics.precision).
+    With ``oracle`` (float64 outputs of the same model) every output also gets both sides' RMSE to it
+    (parity.numerics.oracle); with ``oracle_gate`` (``--gate oracle``) that rule decides where the
+    element-wise one fails.
     """
     rows, skipped = [], []
     kept = rows_kept(attention_mask) if exclude_padding else None
@@ -374,6 +379,8 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
         if row is None and both:
             row, per_tok = _paired(name, ref_outputs[name], cand_outputs[name], atol, rtol, attention_mask,
                                    exclude_padding, seq2seq, tokens, top1_min, precision)
+            _oracle(row, ref_outputs[name], cand_outputs[name], oracle, oracle_gate, attention_mask,
+                    exclude_padding, seq2seq)
             if per_tok is not None:
                 # NaN/Inf outrank any finite difference.
                 score = float("inf") if per_tok["nonfinite"] else (row.max_abs_diff or 0.0)
@@ -408,6 +415,16 @@ def _unpaired(name: str, reference: str, candidate: str, ref_outputs: Mapping, c
     side = reference if name not in ref_outputs else candidate
     return OutputComparison(name=name, shape=None, passed=False, atol=atol, rtol=rtol,
                             error=f"output missing from {side}")
+
+
+def _oracle(row: OutputComparison, ref, cand, oracle: Mapping | None, gate: bool, attention_mask,
+            exclude_padding: bool, seq2seq: bool) -> None:
+    """Both sides' distance to the float64 run into ``row.oracle``, then the oracle gate's verdict."""
+    truth = None if oracle is None or row.error is not None else oracle.get(row.name)
+    if truth is not None and np.shape(truth) == np.shape(ref) and np.issubdtype(np.asarray(truth).dtype, np.floating):
+        valid = valid_mask(row.name, np.shape(ref), attention_mask, seq2seq) if exclude_padding else None
+        row.oracle = noise.judge(ref, cand, truth, valid, row.atol)
+    noise.apply_gate(row, gate and row.error is None)
 
 
 def _paired(name: str, b, a, atol: float, rtol: float, attention_mask, exclude_padding: bool, seq2seq: bool,

@@ -130,7 +130,8 @@ class CheckConfig:
     max_new_tokens: int = 20
     num_beams: int = 1
     pipeline: bool = False
-    # "elementwise" (every output within tolerance) or "top1": logits outputs pass on top-1 agreement >= top1_min
+    # "elementwise" (every output within tolerance), "top1": logits outputs pass on top-1 agreement >= top1_min,
+    # or "oracle": an output passes when the candidate is as near a float64 run as the reference (numerics.oracle)
     gate: str = "elementwise"
     top1_min: float | None = None
     # What parity chose where an option was left out, and why (results.json config.chosen; the console says it).
@@ -236,6 +237,11 @@ class CheckConfig:
         fixed = settings(None, self.max_new_tokens, self.num_beams)
         self.max_new_tokens, self.num_beams = fixed["max_new_tokens"], fixed["num_beams"]
         self.top1_min = gate_threshold(self.gate, self.top1_min)
+        if self.gate == "oracle" and not any(registry.get(fw).float64_oracle for fw in self.frameworks):
+            able = [fw.key for fw in registry.FRAMEWORKS if fw.float64_oracle]
+            raise UsageError("--gate oracle needs a framework that can run the model in float64, and none of "
+                             f"{','.join(self.frameworks)} can", f"add {registry.spoken(able, 'or')} to --frameworks, "
+                             "e.g. --frameworks pt," + ",".join(f for f in self.frameworks if f != "pt"))
 
     def tolerance(self, name: str) -> tuple[float, float]:
         """(atol, rtol) for one output name: the first matching pattern, else the defaults."""

@@ -34,6 +34,7 @@ class CheckPlan:
     specs: dict[str, LoadSpec]      # framework -> what its worker loads: only frameworks that can run
     behaviour: dict = field(default_factory=dict)  # --generate / --pipeline: the part every request carries
     batch: inputs.Batch | None = None  # given (replays, recorded inputs), else built by make_batch
+    memory: dict = field(default_factory=dict)  # framework -> bytes of outputs beside its weights (the schedule)
 
     def make_batch(self) -> inputs.Batch:
         """The one batch every worker gets, built while the workers import (or the one given)."""

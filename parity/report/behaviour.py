@@ -4,6 +4,7 @@ lines from a results dict; console prints them, Markdown, HTML and JUnit wrap th
 from __future__ import annotations
 
 from parity.numerics.format import SHORT, num
+from parity.numerics.oracle import within_noise
 
 
 def agreement(row: dict) -> str | None:
@@ -13,7 +14,7 @@ def agreement(row: dict) -> str | None:
     top1 = "-" if row.get("top1_agreement") is None else f"{100 * row['top1_agreement']:.1f}%"
     text = f"top-1 {top1}, mean KL {num(row.get('mean_kl'), SHORT)}"
     gate = row.get("gate")
-    if gate and gate.get("kind") == "top1":
+    if gate and gate.get("kind", "top1") == "top1":
         text += (f" (gate top1 >= {gate['min']:g}: {'PASS' if row['passed'] else 'FAIL'}; element-wise "
                  f"{'PASS' if gate['elementwise_passed'] else 'FAIL'})")
     return text
@@ -23,7 +24,42 @@ def agreement_shown(row: dict, verbose: bool = False) -> str | None:
     """The agreement text where it says something beyond the table: a top-1 differs or the gate decided (every
     logits row with ``verbose``); results.json always has the numbers."""
     text = agreement(row)
-    return text if text and (verbose or (row.get("gate") or {}).get("kind") == "top1" or row.get("top1_agreement") != 1.0) else None
+    top1_gate = (row.get("gate") or {}).get("kind", "top1") == "top1" and row.get("gate")
+    return text if text and (verbose or top1_gate or row.get("top1_agreement") != 1.0) else None
+
+
+def oracle(row: dict) -> str | None:
+    """``RMSE to float64: candidate 1.9e-06 <= 2 x reference 1.5e-06 + 1e-06 (float32 noise)`` where a float64
+    run judged the output (None elsewhere), with the gate's verdict when it decided."""
+    o, gate = row.get("oracle"), row.get("gate") or {}
+    if gate.get("kind") == "oracle" and not o:
+        return f"no float64 run of this output: element-wise {'PASS' if row['passed'] else 'FAIL'} decides"
+    if not o:
+        return None
+    rel = "<=" if o["passed"] else ">"
+    text = (f"RMSE to float64: candidate {num(o['candidate_rmse'], SHORT)} {rel} {o['multiplier']:g} x reference "
+            f"{num(o['reference_rmse'], SHORT)} + {o['slack']:.0e} "
+            f"({'float32 noise' if o['passed'] else 'beyond float32 noise'})")
+    if gate.get("kind") == "oracle":
+        text += (f" (gate oracle: {'PASS' if row['passed'] else 'FAIL'}; element-wise "
+                 f"{'PASS' if gate['elementwise_passed'] else 'FAIL'})")
+    return text
+
+
+def oracle_shown(row: dict, verbose: bool = False) -> str | None:
+    """The oracle's line where the element-wise verdict failed (every judged row with ``verbose``)."""
+    text = oracle(row)
+    elementwise = (row.get("gate") or {}).get("elementwise_passed", row["passed"])
+    return text if text and (verbose or not elementwise) else None
+
+
+def noise_hint(comp: dict) -> str | None:
+    """A pair that failed element-wise only from float32 noise, said once, with the gate that judges it so."""
+    gated = any((r.get("gate") or {}).get("kind") == "oracle" for r in comp["outputs"])
+    if comp["passed"] or gated or not within_noise(comp):
+        return None
+    return ("every failing output is float32 noise: the candidate's RMSE to the float64 run is within "
+            "torch._dynamo same()'s 2x of the reference's own; --gate oracle judges it so")
 
 
 def _verdict(entry: dict) -> str:

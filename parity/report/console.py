@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from parity.report.behaviour import agreement_shown, generation_lines, pipeline_lines
+from parity.report.behaviour import agreement_shown, generation_lines, noise_hint, oracle_shown, pipeline_lines
 from parity.numerics.format import SHORT, num
 from parity.report.common import environments, source, stand_in
 
@@ -48,6 +48,9 @@ def render(results: dict, *, verbose: bool = False) -> str:
     envs = environments(results)
     if envs:
         lines += ["", "  environments:"] + [f"    {line}" for line in envs]
+    sched = results.get("schedule") or {}
+    if sched and not sched.get("parallel") and len(sched.get("estimate_bytes") or {}) > 1:
+        lines += ["", f"  schedule: {sched.get('reason')}"]
     if stand_in(results):
         lines += ["", stand_in(results)]
     from parity.report.loading import sections
@@ -117,8 +120,10 @@ def _pair(comp: dict, verbose: bool) -> list[str]:
     w = max([22] + [len(r["name"]) for r in rows])
     ok = sum(r["passed"] for r in rows)
     verdict = "PASS" if comp["passed"] else "FAIL"
+    gated = any((r.get("gate") or {}).get("kind") == "oracle" for r in rows)
+    within = "pass the oracle gate, element-wise" if gated else "within"
     lines = ["", f"{comp['reference']} vs {comp['candidate']}: {verdict}  "
-                 f"({ok}/{len(rows)} outputs within atol={rows[0]['atol']:g} rtol={rows[0]['rtol']:g})"
+                 f"({ok}/{len(rows)} outputs {within} atol={rows[0]['atol']:g} rtol={rows[0]['rtol']:g})"
              if rows else f"{comp['reference']} vs {comp['candidate']}: {verdict} (no outputs)"]
     if comp["first_divergence"]:
         lines.append(f"  first divergence: {comp['first_divergence']}")
@@ -132,6 +137,9 @@ def _pair(comp: dict, verbose: bool) -> list[str]:
                      f"{num(r.get('max_rel_diff'), SHORT):>8} {num(r.get('mean_abs_diff'), SHORT):>8} {cos:>9} "
                      f"{num(r.get('required_atol'), SHORT):>8} {mism:>14}  {'PASS' if r['passed'] else 'FAIL'}")
     lines += [f"  {r['name']}: {agreement_shown(r, verbose)}" for r in rows if agreement_shown(r, verbose)]
+    lines += [f"  {r['name']}: {oracle_shown(r, verbose)}" for r in rows if oracle_shown(r, verbose)]
+    if noise_hint(comp):
+        lines.append(f"  note: {noise_hint(comp)}")
     lines += [f"  {r['name']}: {mismatch_message(r)}" for r in rows
               if not r["passed"] and (verbose or r["name"] == comp["first_divergence"])]
     skipped = comp.get("not_compared") or []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 
-from parity.report.behaviour import agreement_shown
+from parity.report.behaviour import agreement_shown, noise_hint, oracle_shown
 from parity.report.common import (anchor, diagnoses, environments, labels_line, layer_series, pair_name, shape, source,
                                   stand_in, verdict, verdict_line, verdicts)
 from parity.report.html_behaviour import badge, e, generation_section, pipeline_section
@@ -233,6 +233,8 @@ def pair_section(comp: dict, inputs: dict, index: int = 0) -> str:
         parts.append("</div>")
     parts.append(output_table(comp))
     agree = [f"<li><code>{e(r['name'])}</code>: {e(agreement_shown(r))}</li>" for r in rows if agreement_shown(r)]
+    agree += [f"<li><code>{e(r['name'])}</code>: {e(oracle_shown(r))}</li>" for r in rows if oracle_shown(r)]
+    agree += [f"<li>{e(noise_hint(comp))}</li>"] if noise_hint(comp) else []
     if agree:
         parts.append(f'<ul class="tight">{"".join(agree)}</ul>')
     parts.append("</section>")

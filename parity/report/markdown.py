@@ -4,8 +4,8 @@ pair x output table, first divergence, a compact generation table; sized for a P
 from __future__ import annotations
 
 from parity.contracts import registry
-from parity.report.behaviour import (agreement_shown, first_parted, generation_lines, pipeline_lines, prompt,
-                                     reason_sentence, settings)
+from parity.report.behaviour import (agreement_shown, first_parted, generation_lines, noise_hint, oracle_shown,
+                                     pipeline_lines, prompt, reason_sentence, settings)
 from parity.report.common import (diagnoses, environments, labels_line, pair_name, source, stand_in, verdict_line,
                                   verdicts)
 from parity.numerics.format import num
@@ -141,6 +141,9 @@ def render(results: dict, *, limit: int = LIMIT) -> str:
                      len(fw_rows))
     agree = [f"- {cell(pair_name(c))} `{cell(r['name'])}`: {cell(agreement_shown(r))}" for c in comps
              for r in c["outputs"] if agreement_shown(r)]
+    agree += [f"- {cell(pair_name(c))} `{cell(r['name'])}`: {cell(oracle_shown(r))}" for c in comps
+              for r in c["outputs"] if oracle_shown(r)]
+    agree += [f"- {cell(pair_name(c))}: {cell(noise_hint(c))}" for c in comps if noise_hint(c)]
     lines += agree + ([""] if agree else [])
     lines += _generation(results)
     section = pipeline_lines(results)

@@ -61,15 +61,18 @@ def _describe(key: str) -> str:
     return {"token_type_ids": "zeros", "attention_mask": "ones", "position_ids": "arange(seq_len)"}[key]
 
 
-def explain(runner, arrays: dict, first: dict, float64: bool) -> tuple[dict, dict | None]:
-    """All the extra runs for one framework; returns (info, float64 outputs or None)."""
-    info = {"received": list(arrays), "repeat_spread": repeat(runner, arrays, first),
-            "defaults": defaults(runner, arrays, first), "float64": None}
+def explain(runner, arrays: dict, first: dict, float64: bool, probes: bool = True) -> tuple[dict, dict | None]:
+    """All the extra runs for one framework; returns (info, float64 outputs or None). ``probes=False``: the
+    float64 run alone (``--gate oracle`` without ``--explain``)."""
+    info = {"received": list(arrays), "float64": None}
+    if probes:
+        info.update(repeat_spread=repeat(runner, arrays, first), defaults=defaults(runner, arrays, first))
     out64 = None
     if float64:  # last: it upcasts the model in place
         try:
             out64 = runner.run_float64(arrays)
             info["float64"] = "ok"
+            info["float64_mode"] = getattr(runner, "float64_mode", None)
         except NotImplementedError as e:
             info["float64"] = str(e)
     return info, out64

@@ -209,7 +209,8 @@ def _run(runner, request: WorkerRequest, arrays: Mapping, report: WorkerReport) 
         from parity.worker.probes import explain
 
         t1 = time.perf_counter()
-        report.explain, report.arrays64 = explain(runner, arrays, outputs, request.explain.get("float64", False))
+        report.explain, report.arrays64 = explain(runner, arrays, outputs, request.explain.get("float64", False),
+                                                  request.explain.get("probes", True))
         if report.arrays64 is not None and request.out:
             write_npz_atomic(f64_path(request.out), report.arrays64)
         report.seconds["explain"] = time.perf_counter() - t1

@@ -130,7 +130,9 @@ class FlaxRunner(Runner):
         return self.model.__call__
 
     def save(self, folder: str) -> None:
-        self.model.save_pretrained(folder, params=self.params)
+        from parity.worker.runners.flax_save import save
+
+        save(self.model, self.params, folder)  # save_pretrained's files, the weights one leaf at a time
 
     def _float_dtypes(self) -> set:
         import jax

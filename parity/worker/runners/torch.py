@@ -118,11 +118,21 @@ class TorchRunner(Runner):
         return self.model.forward
 
     def run_float64(self, arrays: dict) -> dict:
-        """Upcast weights (the model stays float64 afterwards) and run: outputs kept as float64."""
+        """The batch in float64, outputs kept as float64: module by module (parity.worker.float64), or, when
+        the model reads a weight outside its owner's forward, the whole model upcast (it stays float64)."""
         import numpy as np
 
-        self.model.double()
-        return self._run_impl(arrays, float_dtype=np.float64)
+        from parity.worker.float64 import module_by_module
+
+        try:
+            with module_by_module(self.model):
+                out = self._run_impl(arrays, float_dtype=np.float64)
+            self.float64_mode = "module by module"
+            return out
+        except RuntimeError:  # a dtype mismatch: some weight is read outside its module's forward
+            self.model.double()
+            self.float64_mode = "whole model"
+            return self._run_impl(arrays, float_dtype=np.float64)
 
     def _run_impl(self, arrays: dict, float_dtype=None) -> dict:
         from parity.contracts.outputs import flatten  # numpy: kept out of the parent, which reads descriptors only

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 
+from parity.worker.runners.lazy_tensors import LazyTensors, streamable
+
 
 class ShapeView:
     """What the converter reads from a model: its param tree (as ShapeDtypeStructs) and prefix."""
@@ -26,14 +28,18 @@ class ShapeView:
 @contextlib.contextmanager
 def shape_only_conversion():
     import transformers.modeling_flax_utils as flax_utils
+    from transformers.modeling_flax_pytorch_utils import convert_pytorch_state_dict_to_flax
 
     original = getattr(flax_utils, "load_pytorch_checkpoint_in_flax_state_dict", None)
     if original is None:
         yield
         return
 
-    def load(model, *args, **kwargs):
-        return original(ShapeView(model) if not model._is_initialized else model, *args, **kwargs)
+    def load(model, path, is_sharded, *args, **kwargs):
+        view = ShapeView(model) if not model._is_initialized else model
+        if not is_sharded and streamable(path):  # one tensor read at a time (parity.worker.runners.lazy_tensors)
+            return convert_pytorch_state_dict_to_flax(LazyTensors(path), view)
+        return original(view, path, is_sharded, *args, **kwargs)
 
     flax_utils.load_pytorch_checkpoint_in_flax_state_dict = load
     try:
