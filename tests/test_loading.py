@@ -8,16 +8,9 @@ import pytest
 from parity.contracts import registry
 from parity.contracts.errors import UsageError
 from parity.planning.config import framework_key
-from tests.conftest import build_cached
 from tests.test_environments import v5  # noqa: F401  (the transformers 5 interpreter fixture)
 
 slow = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def loading():
-    return build_cached("loading", ["-m", "fixtures.loading", "{out}"],
-                        ["fixtures/loading.py", "fixtures/build.py", "fixtures/generation.py"])
 
 
 def test_a_key_carries_its_loading_options():
