@@ -166,6 +166,13 @@ def gen() -> Path:
 
 
 @pytest.fixture(scope="session")
+def loading() -> Path:
+    """The "as users load it" fixtures (fixtures/loading.py): a bf16-saved GPT-2, a legacy Llama tokenizer."""
+    return build_cached("loading", ["-m", "fixtures.loading", "{out}"],
+                        ["fixtures/loading.py", "fixtures/build.py", "fixtures/generation.py"])
+
+
+@pytest.fixture(scope="session")
 def minilm() -> Path:
     from fixtures.minilm import path
 

@@ -7,9 +7,9 @@ A runnable example in README.md or docs/*.md is a fenced block right after a mar
 Its `$ ` lines are run one after another in bash (a line ending in `\\` goes on), in a fresh folder where
 `.venv` and `.venv-v5` point to this checkout's and `parity` is on PATH; each `NAME=FIXTURE` stands a fixture
 in for a hub checkpoint: the word NAME (and $NAME) becomes the fixture's path (`minilm`: the real
-all-MiniLM-L6-v2; `tiny:X` / `gen:X`: fixtures/build.py's and fixtures/generation.py's X). The last command's
-exit code must be the marker's, and every verdict line of the block (`verdict: ...`, `A vs B: PASS|FAIL`,
-`parity: error: ...`) must appear in what the commands printed.
+all-MiniLM-L6-v2; `tiny:X` / `gen:X` / `loading:X`: fixtures/build.py's, fixtures/generation.py's and
+fixtures/loading.py's X). The last command's exit code must be the marker's, and every verdict line of the
+block (`verdict: ...`, `A vs B: PASS|FAIL`, `parity: error: ...`) must appear in what the commands printed.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _fixture(spec: str, request) -> str:
     if spec == "minilm":
         return str(request.getfixturevalue("minilm"))
     kind, _, name = spec.partition(":")
-    return str(request.getfixturevalue({"tiny": "tiny", "gen": "gen"}[kind]) / name)
+    return str(request.getfixturevalue({"tiny": "tiny", "gen": "gen", "loading": "loading"}[kind]) / name)
 
 
 def _substitute(command: str, subs: dict) -> str:

@@ -8,15 +8,8 @@ import pytest
 from parity.contracts import registry
 from parity.contracts.errors import UsageError
 from parity.planning.config import framework_key
-from conftest import build_cached
 
 slow = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def loading():
-    return build_cached("loading", ["-m", "fixtures.loading", "{out}"],
-                        ["fixtures/loading.py", "fixtures/build.py", "fixtures/generation.py"])
 
 
 def test_a_key_carries_its_loading_options():
@@ -56,7 +49,7 @@ def test_bf16_side_is_judged_by_the_statistical_gate(cli, tiny):
 
 
 @slow
-def test_bf16_checkpoint_under_transformers_5_auto_fails_naming_bfloat16(cli, loading, v5):  # noqa: F811
+def test_bf16_checkpoint_under_transformers_5_auto_fails_naming_bfloat16(cli, loading, v5):
     r = cli("check", loading / "gpt2-bf16", "--env", f"v5={v5}", "--frameworks", "pt,pt@v5:auto", "--generate")
     data = r.results
     assert r.code == 1, r.out
@@ -67,14 +60,14 @@ def test_bf16_checkpoint_under_transformers_5_auto_fails_naming_bfloat16(cli, lo
 
 
 @slow
-def test_bf16_checkpoint_under_transformers_5_with_float32_forced_passes(cli, loading, v5):  # noqa: F811
+def test_bf16_checkpoint_under_transformers_5_with_float32_forced_passes(cli, loading, v5):
     r = cli("check", loading / "gpt2-bf16", "--env", f"v5={v5}", "--frameworks", "pt,pt@v5:fp32", "--generate")
     assert r.code == 0, r.out
     assert r.results["frameworks"]["pt@v5:fp32"]["settings"]["dtype"] == "float32"
 
 
 @slow
-def test_explain_names_the_dtype_difference(cli, loading, v5):  # noqa: F811
+def test_explain_names_the_dtype_difference(cli, loading, v5):
     r = cli("check", loading / "gpt2-bf16", "--env", f"v5={v5}", "--frameworks", "pt,pt@v5:auto", "--explain",
             "--outputs", "logits,hidden_states")
     pair = r.results["diagnosis"]["pairs"][0]
@@ -94,7 +87,7 @@ ACCENTED = ["Café naïve résumé", "hello world", "the quick brown fox"]
 
 
 @slow
-def test_legacy_llama_tokenizer_under_4_57_vs_5_fails_naming_the_text(cli, loading, v5):  # noqa: F811
+def test_legacy_llama_tokenizer_under_4_57_vs_5_fails_naming_the_text(cli, loading, v5):
     r = cli("check", loading / "llama-tok", "--env", f"v5={v5}", "--frameworks", "pt,pt@v5",
             "--text", " hello world", "--text", "what time is it")
     assert r.code == 1, r.out
