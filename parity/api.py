@@ -345,8 +345,19 @@ def _compare(cfg: CheckConfig, runs: dict, batch, comparisons: list, progress=No
                                         attention_mask=batch.masks, seq2seq=batch.seq2seq, top1_min=cfg.top1_min,
                                         precision=dtype,
                                         oracle=None if baseline is not None else _float64(runs, reference),
-                                        oracle_gate=cfg.gate == "oracle"))
+                                        oracle_gate=cfg.gate == "oracle",
+                                        not_produced={side: _not_produced(side, runs[side]) for side in (ref_name, fw)
+                                                      if side in runs}))
     return comparisons
+
+
+def _not_produced(fw: str, run) -> dict:
+    """Output groups ``fw``'s loading does not produce: attention maps under an attention implementation other
+    than eager (SDPA returns none; transformers 5 loads SDPA by default, so ``pt@v5:auto`` has none)."""
+    impl = ((run.load or {}).get("settings") or {}).get("attn_implementation")
+    if impl in (None, "eager") or any(group(n) == "attentions" for n in run.names):
+        return {}
+    return {"attentions": f"{fw} loads attention {impl}, which returns no attention maps (:eager compares them)"}
 
 
 def _references(cfg: CheckConfig, runs: dict, baseline: dict | None, reference: str | None) -> list[tuple]:

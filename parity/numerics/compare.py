@@ -346,7 +346,7 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
                  names: Iterable[str], *, tolerance, attention_mask=None,
                  exclude_padding: bool = True, seq2seq: bool = False, top1_min: float | None = None,
                  precision: str | None = None, oracle: Mapping | None = None,
-                 oracle_gate: bool = False) -> PairComparison:
+                 oracle_gate: bool = False, not_produced: Mapping | None = None) -> PairComparison:
     """Compare every named output of one pair, streaming one tensor at a time.
 
     ``tolerance(name) -> (atol, rtol)``. Outputs present on one side only are
@@ -359,7 +359,8 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     a side asked for reduced precision) judges every output by the statistical gate (parity.numerics.precision).
     With ``oracle`` (float64 outputs of the same model) every output also gets both sides' RMSE to it
     (parity.numerics.oracle); with ``oracle_gate`` (``--gate oracle``) that rule decides where the
-    element-wise one fails.
+    element-wise one fails. ``not_produced`` ({side: {output group: why}}) names groups a side's loading
+    does not produce (attention maps under SDPA): listed under ``not_compared``, never a failure.
     """
     rows, skipped = [], []
     kept = rows_kept(attention_mask) if exclude_padding else None
@@ -370,7 +371,7 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
     worst = None  # (score, row, per-token values) of the worst token-aligned output
     for name in names:
         atol, rtol = tolerance(name)
-        row = _unpaired(name, reference, candidate, ref_outputs, cand_outputs, atol, rtol, skipped)
+        row = _unpaired(name, reference, candidate, ref_outputs, cand_outputs, atol, rtol, skipped, not_produced)
         both = name in ref_outputs and name in cand_outputs
         if row is None and both and nothing and stack_of(name, seq2seq) != "none":
             row = OutputComparison(name=name, shape=list(np.shape(ref_outputs[name])), passed=False, atol=atol,
@@ -398,7 +399,7 @@ def compare_pair(reference: str, candidate: str, ref_outputs: Mapping, cand_outp
 
 
 def _unpaired(name: str, reference: str, candidate: str, ref_outputs: Mapping, cand_outputs: Mapping, atol: float,
-              rtol: float, skipped: list) -> OutputComparison | None:
+              rtol: float, skipped: list, not_produced: Mapping | None = None) -> OutputComparison | None:
     """An output on one side only: skipped with its reason (appended to ``skipped``) where the framework says it
     does not produce it (None returned), else a failing row; None too when both sides have it."""
     missing_in = [fw for fw, outs in ((reference, ref_outputs), (candidate, cand_outputs)) if name not in outs]
@@ -408,7 +409,8 @@ def _unpaired(name: str, reference: str, candidate: str, ref_outputs: Mapping, c
         skipped.append({"name": name, "missing_in": missing_in[0],
                         "reason": f"{missing_in[0]} returns no cache from a plain forward pass"})
         return None
-    lacks = len(missing_in) == 1 and registry.not_produced(missing_in[0], outnames.group(name))
+    lacks = len(missing_in) == 1 and (((not_produced or {}).get(missing_in[0]) or {}).get(outnames.group(name))
+                                      or registry.not_produced(missing_in[0], outnames.group(name)))
     if lacks:  # declared by the framework (KerasHub returns no attention maps): not available, not a failure
         skipped.append({"name": name, "missing_in": missing_in[0], "reason": lacks})
         return None
