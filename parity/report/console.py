@@ -94,23 +94,24 @@ def _header(results: dict) -> list[str]:
 
 def _frameworks(results: dict) -> list[str]:
     """One row per framework (status, class, weights, device, seconds), then its error, weights and notes."""
-    lines = [f"  {'framework':<9} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} import  load    run"]
+    w = max([9] + [len(name) for name in results["frameworks"]])  # pt@v5:auto is wider than "framework"
+    lines = [f"  {'framework':<{w}} {'status':<11} {'class':<34} {'weights':<40} {'device':<7} import  load    run"]
     for name, fw in results["frameworks"].items():
         sec = fw.get("seconds") or {}
         imp = f"{sec['import']:.1f}s" if "import" in sec else "-"
         load = f"{sec['load']:.1f}s" if "load" in sec else "-"
         run = f"{sec['run']:.2f}s" if "run" in sec else "-"
-        lines.append(f"  {name:<9} {fw['status']:<11} {str(fw.get('class_name') or '-'):<34} "
+        lines.append(f"  {name:<{w}} {fw['status']:<11} {str(fw.get('class_name') or '-'):<34} "
                      f"{source(fw, cache=True):<40} {str(fw.get('device') or '-'):<7} {imp:<7} {load:<7} {run}")
         if fw.get("error"):
-            lines.append(f"  {'':<9} {fw['error']}")
+            lines.append(f"  {'':<{w}} {fw['error']}")
         load_info = fw.get("load") or {}
         for key in ("missing", "mismatched"):
             if load_info.get(key):
-                lines.append(f"  {'':<9} {key} weights: {', '.join(load_info[key][:6])}"
+                lines.append(f"  {'':<{w}} {key} weights: {', '.join(load_info[key][:6])}"
                              + (" ..." if len(load_info[key]) > 6 else ""))
         for note in load_info.get("notes", []):
-            lines.append(f"  {'':<9} note: {note}")
+            lines.append(f"  {'':<{w}} note: {note}")
     return lines
 
 
