@@ -14,20 +14,28 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_atomic(path, data: str | bytes, encoding: str = "utf-8") -> Path:
+@contextmanager
+def _replacing(path):
+    """An open temporary file beside ``path`` that becomes ``path`` (flushed, fsynced, renamed) when the block
+    ends, and is removed when it raises (Ctrl-C included)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(data.encode(encoding) if isinstance(data, str) else data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # Ctrl-C included: no temp file left behind
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_atomic(path, data: str | bytes, encoding: str = "utf-8") -> Path:
+    with _replacing(path) as f:
+        f.write(data.encode(encoding) if isinstance(data, str) else data)
+    return Path(path)
 
 
 def write_npz_atomic(path, arrays) -> Path:
@@ -40,22 +48,12 @@ def write_npz_atomic(path, arrays) -> Path:
 
     import numpy as np
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name in arrays:
-                    with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C included: no temp file left behind
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    with _replacing(path) as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name in arrays:
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
+    return Path(path)
 
 
 @contextmanager
