@@ -183,7 +183,7 @@ def test_recycled_after_n_checks_and_above_the_memory_threshold(tiny, monkeypatc
     with pool.session(max_checks=2):
         runs = [_check(tiny / "bert-pt", frameworks="pt,flax")[0]]
         with monkeypatch.context() as m:  # memory short: one worker after another, the same kept workers
-            m.setattr(schedule, "available_bytes", lambda: 1)
+            m.setattr(schedule, "available_bytes", lambda: 1 << 30)  # each fits alone, not both at once
             runs.append(_check(tiny / "bert-pt", frameworks="pt,flax")[0])
         runs.append(_check(tiny / "bert-pt", frameworks="pt,flax")[0])
     assert [r["schedule"]["max_workers"] for r in runs] == [2, 1, 2]
