@@ -351,8 +351,17 @@ class _Workers:
         return self.procs[fw].poll() is not None or self.file(fw, ".json").exists()
 
     def fill(self) -> None:
-        while self.pending and sum(not self.done(fw) for fw in self.procs) < self.sched["max_workers"]:
+        """Start pending workers while fewer than the schedule allows are at work. A worker seen done here is
+        marked ended now, before any worker it makes room for starts (results.json's schedule says so)."""
+        now, running = time.monotonic(), 0
+        for fw in self.procs:
+            if self.done(fw):
+                self.ended.setdefault(fw, now)
+            else:
+                running += 1
+        while self.pending and running < self.sched["max_workers"]:
             self.start(self.pending.pop(0))
+            running += 1
 
     def watch(self) -> None:
         """Until every worker is done: progress, new workers as others finish, --timeout."""
